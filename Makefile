@@ -1,0 +1,30 @@
+# One-command set-up, demo and tests. Everything installs into .venv/ from pyproject.toml.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO ?= data_demo
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(VENV)/bin/pytest
+
+demo: install
+	$(VENV)/bin/featstore demo-data $(DEMO)
+	$(VENV)/bin/featstore extract --model pixels --data $(DEMO)
+	$(VENV)/bin/featstore ls
+
+bench: install
+	$(PY) bench/extract.py
+	$(PY) bench/probe_fit.py
+
+clean:
+	rm -rf $(VENV) cache runs $(DEMO) .pytest_cache

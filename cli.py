@@ -1,0 +1,218 @@
+"""Command lines `featstore` and `probes`: each command parses, calls one library function, renders."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+out = Console()  # results
+err = Console(stderr=True)  # progress, messages
+DEBUG_VAR = "FEATSTORE_DEBUG"
+
+featstore_app = typer.Typer(help="Embed an image dataset once with a frozen encoder; keep the vectors in an HDF5 store.",
+                            no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+probes_app = typer.Typer(help="Train, compare, evaluate and submit classifier heads on cached features.",
+                         no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+# Options shared by several commands.
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Feature store root. Default: $FEATSTORE_CACHE or ./cache.", show_default=False)]
+
+
+def boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The one place library errors become a single line on stderr and exit code 1."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from featstore.errors import FeatstoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except (FeatstoreError, ValueError, FileNotFoundError, PermissionError) as e:
+            if os.environ.get(DEBUG_VAR):
+                raise
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[dim](set {DEBUG_VAR}=1 for the traceback)[/]", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: finished shards are kept; rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+    return run
+
+
+class RateColumn(ProgressColumn):
+    """images/s over the whole task (rich's speed column is for bytes)."""
+
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} img/s" if speed else "- img/s", style="cyan")
+
+
+class RichProgress:
+    """extract's Progress protocol drawn with rich, one bar per split, on stderr."""
+
+    def __init__(self) -> None:
+        self.bar = Progress(TextColumn("[bold]{task.description:>6}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False)
+        self.task: Any = None
+
+    def __enter__(self) -> "RichProgress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def start(self, split: str, total: int) -> None:
+        self.task = self.bar.add_task(split, total=total)
+
+    def advance(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+
+    def end(self) -> None:
+        self.bar.refresh()
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+# ----------------------------------------------------------------------------- featstore commands
+
+
+@featstore_app.command()
+@boundary
+def extract(
+    model: Annotated[str, typer.Option("--model", "-m", help="Encoder name (see `featstore models`), timm:<model> or open_clip:<arch>:<tag>.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: train_images/ val_images/ test_images/ (or train/ val/ test/), or train.csv + test.csv.")],
+    cache: CacheOpt = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Local weights: safetensors or a weights-only .pth/.bin state dict of this model (offline use).")] = None,
+    random_weights: Annotated[bool, typer.Option("--random-weights", help="Random-initialised model (benchmarks only); recorded in the manifest.")] = False,
+    splits: Annotated[Optional[str], typer.Option(help="Comma-separated splits to extract, e.g. train,val. Default: every split found.")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Dataset name in the store key. Default: the --data folder's resolved path.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16. Part of the key.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")] = 64,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Decode worker processes. Default: all cores (up to 8) on CUDA, half of them on CPU.")] = None,
+    shard_rows: Annotated[int, typer.Option(min=1, help="Rows per shard file; a killed run loses at most the shard in progress.")] = 4096,
+    wait: Annotated[bool, typer.Option(help="If another process is writing this feature set, wait for it instead of exiting.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder (GPU, long runs).")] = False,
+) -> None:
+    """Embed every image of every split once; rerunning computes only new or changed images."""
+    from featstore.extract import ExtractOptions, extract as run_extract
+
+    opts = ExtractOptions(device=device, precision=precision, batch_size=batch_size, workers=workers,
+                          shard_rows=shard_rows, wait=wait, compile=compile)
+    with RichProgress() as progress:
+        report = run_extract(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
+                             splits=splits.split(",") if splits else None, name=name, options=opts, progress=progress)
+    render_extract_report(report)
+
+
+def render_extract_report(report: Any) -> None:
+    table = Table(title=f"{report.encoder}  {report.key}", title_justify="left")
+    for col in ("split", "images", "extracted", "reused", "failed", "seconds", "images/s"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for r in report.splits:
+        table.add_row(r.split, f"{r.images:,}", f"{r.extracted:,}", f"{r.reused:,}", f"{r.failed:,}",
+                      f"{r.seconds:.1f}", f"{r.rate:,.1f}" if r.extracted else "-")
+    out.print(table)
+    out.print(f"store: {report.folder}  ({human_bytes(report.store_bytes)})", highlight=False)
+    if report.failures:
+        err.print(f"[yellow]{len(report.failures)} unreadable images skipped[/] (listed in the manifest):")
+        for f in report.failures[:20]:
+            err.print(f"  {f['split']}/{f['id']}: {f['reason']}", highlight=False)
+        if len(report.failures) > 20:
+            err.print(f"  ... and {len(report.failures) - 20} more (featstore info {report.key})")
+
+
+@featstore_app.command()
+@boundary
+def models(pattern: Annotated[Optional[str], typer.Argument(help="Shell-style filter, e.g. '*clip*'.")] = None) -> None:
+    """List the registered encoders: dimension, input size, preprocessing and where the weights come from."""
+    from featstore.encoders import list_specs
+
+    table = Table()
+    for col in ("name", "backend / model", "dim", "input", "resize", "weights"):
+        table.add_column(col)
+    for s in list_specs(pattern):
+        model = f"{s.backend} {s.model_id}" + (f".{s.pretrained}" if s.pretrained and s.backend == "timm" else
+                                               f" / {s.pretrained}" if s.pretrained else "")
+        resize = s.crop_mode + (f" {s.crop_pct:.3g}" if s.crop_mode == "center" and s.crop_pct != 1 else "")
+        table.add_row(s.name, model, str(s.dim), s.input_desc, f"{resize}, {s.interpolation}", s.weights_hint)
+    out.print(table)
+    out.print("Also: timm:<model> and open_clip:<arch>:<tag> for any model of those libraries.", style="dim")
+
+
+@featstore_app.command("ls")
+@boundary
+def ls_sets(cache: CacheOpt = None) -> None:
+    """Table of the feature sets in the store: encoder, key, splits and counts, dim, size, failures."""
+    from featstore.store import list_feature_sets
+
+    sets = list_feature_sets(cache)
+    if not sets:
+        err.print(f"no feature sets in {cache or os.environ.get('FEATSTORE_CACHE', 'cache')}")
+        return
+    table = Table()
+    for col in ("encoder", "key", "splits", "dim", "size", "failures", "updated", "dataset"):
+        table.add_column(col)
+    for s in sets:
+        counts = ", ".join(f"{sp} {s.count(sp):,}" for sp in s.splits) or "(incomplete)"
+        table.add_row(s.encoder, s.key, counts, str(s.dim), human_bytes(s.size_bytes()), str(len(s.failures())),
+                      s.manifest.get("updated", "")[:19], s.dataset.get("name", ""))
+    out.print(table)
+
+
+@featstore_app.command()
+@boundary
+def info(ref: Annotated[str, typer.Argument(help="Feature set key (or prefix), encoder/key, or encoder name.")],
+         cache: CacheOpt = None) -> None:
+    """Everything about one feature set: key fields, splits, classes, failures, run history."""
+    from featstore.store import open_feature_set
+
+    fs = open_feature_set(ref, cache=cache)
+    m = fs.manifest
+    out.print(f"[bold]{fs.encoder}[/]  key {fs.key}  ({fs.folder})")
+    out.print(f"dim {fs.dim}, {m.get('dtype', 'float16')}, views {m.get('views', 1)}, "
+              f"precision {m['key_fields']['precision']}, weights {m['key_fields']['weights']}"
+              + ("  [red](random weights)[/]" if m.get("random_weights") else ""))
+    out.print(f"dataset {fs.dataset.get('name')} ({fs.dataset.get('layout')}), {len(fs.classes)} classes: "
+              f"{', '.join(fs.classes[:8])}{' ...' if len(fs.classes) > 8 else ''}", highlight=False)
+    table = Table()
+    for col in ("split", "images", "shards", "failures"):
+        table.add_column(col)
+    for sp, v in m["splits"].items():
+        table.add_row(sp, f"{v.get('count', 0):,}", str(len(v.get("shards", []))), str(len(v.get("failures", []))))
+    out.print(table)
+    for f in fs.failures():
+        out.print(f"  failed {f['split']}/{f['id']}: {f['reason']}", highlight=False)
+    for h in m.get("history", [])[-5:]:
+        out.print(f"  run {h.get('started')} -> {h.get('finished')} on {h.get('device')}", style="dim")
+
+
+@featstore_app.command("demo-data")
+@boundary
+def demo_data(folder: Annotated[Path, typer.Argument(help="Where to write the MVA-layout folder.")] = Path("data_demo")) -> None:
+    """Write scikit-learn's bundled handwritten digits as an image-folder dataset (offline demo data)."""
+    from featstore.demo import write_digits
+
+    root = write_digits(folder)
+    n = sum(1 for p in root.rglob("*") if p.is_file())
+    out.print(f"wrote {n:,} images to {root}/ (train_images/, val_images/, test_images/)", highlight=False)
+
+
+# ----------------------------------------------------------------------------- probes commands

@@ -1,0 +1,90 @@
+"""open_clip adapter: spec from open_clip's model + pretrained-tag configs, vectors from encode_image."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import open_clip
+import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
+
+from featstore.encoders.registry import Backend, register_backend
+from featstore.encoders.spec import EncoderSpec
+from featstore.encoders.timm_backend import _missing_weights_message
+from featstore.encoders.weights import check_weights_file, translate_load_error
+from featstore.errors import UnknownEncoderError, WeightsError
+
+_RESIZE_TO_CROP = {"shortest": "center", "squash": "squash", "longest": "border"}
+
+
+def openclip_spec(name: str, arch: str, tag: str | None, *, note: str = "") -> EncoderSpec:
+    """Spec whose preprocessing is what open_clip.create_model_and_transforms would return."""
+    model_cfg = open_clip.get_model_config(arch)
+    if model_cfg is None:
+        close = [m for m in open_clip.list_models() if arch.lower()[:5] in m.lower()][:6]
+        raise UnknownEncoderError(f"open_clip has no architecture {arch!r}; similar: {', '.join(close) or 'none'}")
+    tag_cfg = open_clip.get_pretrained_cfg(arch, tag) if tag else {}
+    if tag and not tag_cfg:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise UnknownEncoderError(f"open_clip {arch} has no pretrained tag {tag!r}; known: {', '.join(tags) or 'none'}")
+    pp = merge_preprocess_dict(asdict(PreprocessCfg()), model_cfg.get("preprocess_cfg", {}))
+    pp = merge_preprocess_dict(pp, tag_cfg)
+    size = model_cfg["vision_cfg"].get("image_size", pp["size"])
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    hub = tag_cfg.get("hf_hub") or tag_cfg.get("url") or "none"
+    return EncoderSpec(
+        name=name, backend="open_clip", model_id=arch, pretrained=tag or None, dim=int(model_cfg["embed_dim"]),
+        input_size=size, interpolation=pp["interpolation"], crop_mode=_RESIZE_TO_CROP[pp["resize_mode"]],
+        crop_pct=1.0, mean=tuple(pp["mean"]), std=tuple(pp["std"]), pooling="encode_image",
+        extra=(("quick_gelu", bool(tag_cfg.get("quick_gelu", model_cfg.get("quick_gelu", False)))),
+               ("resize_mode", pp["resize_mode"])),
+        weights_hint=f"open_clip hub {hub}", note=note,
+    )
+
+
+class _ImageTower(torch.nn.Module):
+    """Only the vision tower: encode_image(x) == visual(x) when not normalised; the text tower is dropped."""
+
+    def __init__(self, visual: torch.nn.Module) -> None:
+        super().__init__()
+        self.visual = visual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual(x)
+
+
+class OpenClipBackend(Backend):
+    prefix = "open_clip"
+
+    def spec_from_name(self, ref: str) -> EncoderSpec:
+        arch, _, tag = ref.partition(":")
+        return openclip_spec(f"open_clip:{ref}", arch, tag or None)
+
+    def build(self, spec: EncoderSpec, *, weights: Path | None, random_weights: bool) -> torch.nn.Module:
+        kw = {"force_quick_gelu": dict(spec.extra).get("quick_gelu", False)}
+        if random_weights:
+            torch.manual_seed(0)
+            model = open_clip.create_model(spec.model_id, pretrained=None, **kw)
+        elif weights is not None:
+            path = check_weights_file(weights)
+            try:  # open_clip's own checkpoint loader (weights_only, pos-embed resize, key fixes)
+                model = open_clip.create_model(spec.model_id, pretrained=str(path), weights_only=True, **kw)
+            except Exception as e:
+                raise translate_load_error(e, path=path, model=f"open_clip {spec.model_id}") from e
+        elif spec.pretrained:
+            try:
+                model = open_clip.create_model(spec.model_id, pretrained=spec.pretrained, require_pretrained=True, **kw)
+            except Exception as e:
+                raise WeightsError(_missing_weights_message(spec, e)) from e
+        else:
+            raise WeightsError(f"{spec.name} has no pretrained tag: pass --weights FILE or use open_clip:<arch>:<tag>")
+        return _ImageTower(model.visual)
+
+    def transform(self, spec: EncoderSpec):
+        cfg = PreprocessCfg(size=spec.input_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
+                            resize_mode=dict(spec.extra)["resize_mode"])
+        return image_transform_v2(cfg, is_train=False)
+
+
+register_backend(OpenClipBackend())

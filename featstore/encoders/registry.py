@@ -1,0 +1,97 @@
+"""Registry of encoder names; generic `timm:<name>` and `open_clip:<arch>[:<tag>]` resolve on demand."""
+
+from __future__ import annotations
+
+import abc
+import difflib
+import fnmatch
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from featstore.encoders.spec import EncoderSpec
+from featstore.errors import UnknownEncoderError
+
+_ENTRIES: dict[str, Callable[[], EncoderSpec]] = {}
+_BACKENDS: dict[str, "Backend"] = {}
+
+
+class Backend(abc.ABC):
+    """Adapter between a library and the store: spec from a name, model + preprocess from a spec."""
+
+    prefix: str = ""
+
+    def spec_from_name(self, ref: str) -> EncoderSpec:
+        raise UnknownEncoderError(f"backend {self.prefix!r} has no generic names")
+
+    @abc.abstractmethod
+    def build(self, spec: EncoderSpec, *, weights: Path | None, random_weights: bool) -> torch.nn.Module:
+        """The frozen module mapping a normalised [B, C, H, W] batch to [B, dim] vectors."""
+
+    @abc.abstractmethod
+    def transform(self, spec: EncoderSpec):
+        """The library's own eval transform (PIL image -> normalised tensor) for this spec."""
+
+    def weights_identity(self, spec: EncoderSpec) -> str:
+        """What the hub path loads, for the store key."""
+        return f"hub:{spec.backend}:{spec.model_id}.{spec.pretrained}"
+
+
+def register_backend(backend: Backend) -> Backend:
+    _BACKENDS[backend.prefix] = backend
+    return backend
+
+
+def backend_for(spec: EncoderSpec) -> Backend:
+    return _BACKENDS[spec.backend]
+
+
+def register_encoder(name: str) -> Callable[[Callable[[], EncoderSpec]], Callable[[], EncoderSpec]]:
+    """Decorator: `@register_encoder("dinov2_b14")` on a function returning the EncoderSpec."""
+
+    def deco(fn: Callable[[], EncoderSpec]) -> Callable[[], EncoderSpec]:
+        if name in _ENTRIES:
+            raise ValueError(f"encoder {name!r} registered twice")
+        _ENTRIES[name] = fn
+        return fn
+
+    return deco
+
+
+def registered_names() -> list[str]:
+    return sorted(_ENTRIES)
+
+
+def get_spec(name: str) -> EncoderSpec:
+    """Resolve a registry name or a generic `timm:...` / `open_clip:...` reference."""
+    if name in _ENTRIES:
+        return _ENTRIES[name]()
+    prefix, sep, ref = name.partition(":")
+    if sep and prefix in _BACKENDS and ref:
+        return _BACKENDS[prefix].spec_from_name(ref)
+    close = difflib.get_close_matches(name, _ENTRIES, n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    raise UnknownEncoderError(
+        f"unknown encoder {name!r}{hint}; known: {', '.join(registered_names())}, "
+        "or timm:<model> / open_clip:<arch>:<tag>"
+    )
+
+
+def list_specs(pattern: str | None = None) -> list[EncoderSpec]:
+    """Registered entries whose name matches a shell-style glob (all when None)."""
+    names = [n for n in registered_names() if pattern is None or fnmatch.fnmatch(n, pattern)]
+    return [_ENTRIES[n]() for n in names]
+
+
+def create_encoder(
+    spec: EncoderSpec | str, *, weights: str | Path | None = None, random_weights: bool = False
+) -> tuple[torch.nn.Module, "Preprocess"]:
+    """(frozen model in eval mode, preprocessing) for a spec; weights from a file, the hub, or random."""
+    from featstore.encoders.preprocess import Preprocess
+
+    spec = get_spec(spec) if isinstance(spec, str) else spec
+    backend = backend_for(spec)
+    model = backend.build(spec, weights=Path(weights) if weights else None, random_weights=random_weights)
+    model.eval().requires_grad_(False)
+    return model, Preprocess.from_transform(backend.transform(spec), channels=spec.channels)

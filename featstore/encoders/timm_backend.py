@@ -1,0 +1,85 @@
+"""timm adapter: spec from timm's pretrained cfg, model via timm.create_model(num_classes=0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from timm.data import create_transform, resolve_data_config
+
+from featstore.encoders.registry import Backend, register_backend
+from featstore.encoders.spec import EncoderSpec
+from featstore.encoders.weights import check_weights_file, translate_load_error
+from featstore.errors import UnknownEncoderError, WeightsError
+
+
+def timm_spec(
+    name: str, model_name: str, *, model_kwargs: dict[str, Any] | None = None,
+    data_overrides: dict[str, Any] | None = None, note: str = "",
+) -> EncoderSpec:
+    """Spec whose preprocessing is timm's own resolved data config (plus explicit overrides)."""
+    kwargs = dict(model_kwargs or {})
+    try:
+        with torch.device("meta"):  # architecture only: no memory, no weights, no download
+            model = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
+    except RuntimeError as e:
+        if "Unknown model" in str(e) or "Invalid pretrained tag" in str(e):
+            close = timm.list_models(f"*{model_name.split('.')[0].split('_')[0]}*")[:6]
+            raise UnknownEncoderError(f"timm has no model {model_name!r}; similar: {', '.join(close) or 'none'}") from e
+        raise
+    cfg = resolve_data_config(dict(data_overrides or {}), model=model)
+    arch, _, tag = model_name.partition(".")
+    hub = (model.pretrained_cfg or {}).get("hf_hub_id") or (model.pretrained_cfg or {}).get("url") or "none"
+    return EncoderSpec(
+        name=name, backend="timm", model_id=arch, pretrained=tag or model.pretrained_cfg.get("tag") or None,
+        dim=int(model.num_features), input_size=tuple(cfg["input_size"][1:]), interpolation=cfg["interpolation"],
+        crop_mode=cfg.get("crop_mode", "center"), crop_pct=float(cfg["crop_pct"]), mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]), pooling=str(getattr(model, "global_pool", "") or "default"),
+        model_kwargs=tuple(sorted(kwargs.items())), weights_hint=f"timm hub {hub}", note=note,
+    )
+
+
+class TimmBackend(Backend):
+    prefix = "timm"
+
+    def spec_from_name(self, ref: str) -> EncoderSpec:
+        return timm_spec(f"timm:{ref}", ref)
+
+    def _full_name(self, spec: EncoderSpec) -> str:
+        return f"{spec.model_id}.{spec.pretrained}" if spec.pretrained else spec.model_id
+
+    def build(self, spec: EncoderSpec, *, weights: Path | None, random_weights: bool) -> torch.nn.Module:
+        kwargs = dict(spec.model_kwargs, num_classes=0)
+        name = self._full_name(spec)
+        if random_weights:
+            torch.manual_seed(0)  # the same random model on every run, so resume stays consistent
+            return timm.create_model(name, pretrained=False, **kwargs)
+        if weights is not None:
+            path = check_weights_file(weights)
+            try:  # timm's own loader: filter_fn, classifier removal for num_classes=0, pos-embed resampling
+                return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+            except Exception as e:
+                raise translate_load_error(e, path=path, model=f"timm {name}") from e
+        try:
+            return timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as e:
+            raise WeightsError(_missing_weights_message(spec, e)) from e
+
+    def transform(self, spec: EncoderSpec):
+        return create_transform(
+            input_size=(spec.channels, *spec.input_size), interpolation=spec.interpolation, mean=spec.mean,
+            std=spec.std, crop_pct=spec.crop_pct, crop_mode=spec.crop_mode, is_training=False,
+        )
+
+
+def _missing_weights_message(spec: EncoderSpec, e: Exception) -> str:
+    reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    return (
+        f"no weights for {spec.name}: pass --weights FILE (safetensors or a weights-only .pth state dict), "
+        f"or fill the hub cache online and rerun with HF_HUB_OFFLINE=1 ({reason})"
+    )
+
+
+register_backend(TimmBackend())

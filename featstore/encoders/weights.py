@@ -1,0 +1,70 @@
+"""Weights files: safe loading (safetensors or weights-only pickles) and a content identity for the key."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import torch
+
+from featstore.errors import WeightsError
+
+_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+
+
+def check_weights_file(path: Path) -> Path:
+    """Fail early with the path in the message, before a model is built."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise WeightsError(f"weights file not found: {path}")
+    if not path.is_file():
+        raise WeightsError(f"weights path is not a file: {path}")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file is empty: {path}")
+    if path.suffix.lower() not in _SUFFIXES:
+        raise WeightsError(f"weights file {path.name}: expected one of {', '.join(_SUFFIXES)}")
+    return path.resolve()
+
+
+def file_identity(path: Path, *, chunk: int = 1 << 22) -> str:
+    """sha256 of the file's bytes: the same weights under another name give the same feature set."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a weights-only torch file; refuses arbitrary pickles."""
+    path = check_weights_file(path)
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(f"refusing to load {path.name}: it is not a weights-only file ({_first_line(e)})") from e
+    except Exception as e:  # safetensors / zip / pickle raise many types for a damaged file
+        raise WeightsError(f"cannot read weights file {path}: {_first_line(e)}") from e
+    for k in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(k), dict):
+            obj = obj[k]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path.name} does not hold a state dict (name -> tensor)")
+    return obj
+
+
+def translate_load_error(e: Exception, *, path: Path, model: str) -> WeightsError:
+    """A library's load failure as one line naming the file and the model."""
+    msg = _first_line(e)
+    if "weights_only" in str(e) or isinstance(e, pickle.UnpicklingError):
+        return WeightsError(f"refusing to load {path.name}: not a weights-only file ({msg})")
+    return WeightsError(f"weights {path} do not load into {model}: {msg}")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__

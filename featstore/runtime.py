@@ -1,0 +1,73 @@
+"""Device and precision: one place that settles `auto`, and the batched forward that uses them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from featstore.encoders.preprocess import Preprocess
+from featstore.errors import ExtractionError
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+FP16_MAX = 65504.0
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the encoder runs. precision is part of the store key (it changes the vectors)."""
+
+    device: torch.device
+    precision: str  # fp32 | fp16 | bf16
+
+    @property
+    def autocast(self) -> bool:
+        return self.precision != "fp32"
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
+    """auto: CUDA when present; fp16 autocast on CUDA, fp32 on CPU (CPU fp16 is slow and inexact)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ExtractionError("--device cuda asked for, but torch sees no CUDA device (use --device cpu)")
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        raise ExtractionError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+    dev = torch.device(device)
+    if precision == "auto":
+        precision = "fp16" if dev.type == "cuda" else "fp32"
+    if precision not in _DTYPES:
+        raise ExtractionError(f"--precision {precision!r}: expected auto, fp32, fp16 or bf16")
+    if dev.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ExtractionError("--precision bf16: this GPU does not support bfloat16; use fp16")
+    return Runtime(device=dev, precision=precision)
+
+
+def prepare_model(model: torch.nn.Module, rt: Runtime, *, compile: bool = False) -> torch.nn.Module:
+    model = model.to(rt.device)
+    if rt.cuda:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if compile else model
+
+
+@torch.inference_mode()
+def encode_batch(model: torch.nn.Module, batch_u8: torch.Tensor, preprocess: Preprocess, rt: Runtime) -> torch.Tensor:
+    """uint8 [B, C, H, W] on the host -> float32 [B, D] on the host; normalisation runs on the device."""
+    x = batch_u8.to(rt.device, non_blocking=rt.cuda)
+    x = preprocess.normalize(x)
+    if rt.cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(rt.device.type, dtype=_DTYPES[rt.precision], enabled=rt.autocast):
+        y = model(x)
+    if y.ndim != 2:
+        raise ExtractionError(f"encoder returned shape {tuple(y.shape)}, expected [batch, dim]")
+    return y.float().cpu()
+
+
+def bad_rows(features: torch.Tensor) -> torch.Tensor:
+    """Rows that are NaN/Inf, or that would overflow float16 in the store."""
+    return ~torch.isfinite(features).all(dim=1) | (features.abs().amax(dim=1) > FP16_MAX)

@@ -1,0 +1,113 @@
+"""One shard file: vectors with their ids, labels and content hashes; written whole or not at all."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from featstore.errors import StoreError
+from featstore.store.keys import SHARD_RE, shard_name
+
+_STR = h5py.string_dtype("utf-8")
+_CHUNK_ROWS = 512  # 256-1024-row uncompressed chunks write at disk speed (MEASURED.md)
+
+
+@dataclass(frozen=True)
+class ShardRows:
+    """The per-row metadata of a shard, without the vectors."""
+
+    ids: np.ndarray  # object array of str
+    labels: np.ndarray  # int64
+    sha1: np.ndarray  # object array of str
+
+
+def write_shard(folder: Path, split: str, *, ids: list[str], labels: np.ndarray, sha1: list[str],
+                features: np.ndarray, key_json: str) -> Path:
+    """Write to a temp name, fsync, then link to the next free `<split>-NNNNN.h5`: never clobbers."""
+    n = len(ids)
+    if not (len(labels) == len(sha1) == features.shape[0] == n) or n == 0:
+        raise StoreError(f"shard for {split}: inconsistent or empty rows ({n} ids, {features.shape[0]} vectors)")
+    tmp = folder / f".tmp-{split}-{os.getpid()}-{uuid.uuid4().hex[:8]}.h5"
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("features", data=features.astype(np.float16, copy=False),
+                             chunks=(min(n, _CHUNK_ROWS), *features.shape[1:]))
+            f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=_STR)
+            f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+            f.create_dataset("sha1", data=np.asarray(sha1, dtype="S40"))
+            f.attrs.update({"key": key_json, "split": split, "rows": n, "complete": True})
+            f.flush()
+            os.fsync(f.id.get_vfd_handle())
+        return _publish(tmp, folder, split)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, folder: Path, split: str) -> Path:
+    num = next_shard_number(folder, split)
+    while True:
+        final = folder / shard_name(split, num)
+        try:
+            os.link(tmp, final)  # atomic and fails if the name is taken: concurrent writers never collide
+            _fsync_dir(folder)
+            return final
+        except FileExistsError:
+            num += 1
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def next_shard_number(folder: Path, split: str) -> int:
+    nums = [int(m["num"]) for p in folder.iterdir() if (m := SHARD_RE.match(p.name)) and m["split"] == split]
+    return max(nums, default=-1) + 1
+
+
+def shard_files(folder: Path) -> dict[str, list[str]]:
+    """Complete shard files on disk, per split (temp files never match the pattern)."""
+    out: dict[str, list[str]] = {}
+    for p in sorted(folder.iterdir()):
+        if m := SHARD_RE.match(p.name):
+            out.setdefault(m["split"], []).append(p.name)
+    return out
+
+
+def read_rows(path: Path, *, key_json: str | None = None) -> ShardRows:
+    """ids/labels/sha1 of a shard, checking it is complete and belongs to this feature set."""
+    try:
+        with h5py.File(path, "r") as f:
+            if not f.attrs.get("complete", False):
+                raise StoreError(f"shard {path} is incomplete")
+            if key_json is not None and f.attrs.get("key") != key_json:
+                raise StoreError(f"shard {path} belongs to another feature set (key mismatch)")
+            ids = np.array([s.decode() if isinstance(s, bytes) else s for s in f["ids"][:]], dtype=object)
+            sha1 = np.array([s.decode() for s in f["sha1"][:]], dtype=object)
+            rows = ShardRows(ids=ids, labels=f["labels"][:], sha1=sha1)
+            if not (len(rows.ids) == len(rows.sha1) == f["features"].shape[0] == int(f.attrs["rows"])):
+                raise StoreError(f"shard {path} has inconsistent row counts")
+            return rows
+    except (OSError, KeyError) as e:
+        raise StoreError(f"unreadable shard {path}: {e}") from e
+
+
+def read_features(path: Path, rows: np.ndarray | slice) -> np.ndarray:
+    """Vectors of the given rows (sorted indices or a slice) of one shard."""
+    with h5py.File(path, "r") as f:
+        ds = f["features"]
+        if isinstance(rows, slice):
+            return ds[rows]
+        if len(rows) == ds.shape[0]:
+            return ds[:]
+        # h5py fancy indexing is slow for many rows; read the covering block and select in memory
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        return ds[lo:hi][rows - lo]

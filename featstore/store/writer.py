@@ -1,0 +1,121 @@
+"""Write side of one feature set: lock, adopt finished shards, buffer rows into shards, commit splits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from featstore.errors import StoreError, StoreLockedError
+from featstore.store.keys import STORE_FORMAT, canonical_json
+from featstore.store.manifest import SplitIndex, read_index, read_manifest, write_index, write_manifest
+from featstore.store.shards import read_rows, shard_files, write_shard
+
+DEFAULT_SHARD_ROWS = 4096
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class FeatureSetWriter:
+    """Context manager that owns a feature set folder while extracting into it.
+
+    Completed shards are immutable; rows still buffered when an error stops the run are flushed
+    (they are complete vectors), so a rerun only computes what is really missing.
+    """
+
+    def __init__(self, folder: Path, *, key: str, key_fields: dict[str, Any], header: dict[str, Any],
+                 shard_rows: int = DEFAULT_SHARD_ROWS, wait: bool = False, lock_name: str = ".lock") -> None:
+        self.folder, self.key, self.key_fields, self.header = Path(folder), key, key_fields, header
+        self.key_json = canonical_json(key_fields)
+        self.shard_rows, self.wait = shard_rows, wait
+        self._lock = FileLock(str(self.folder / lock_name))
+        self._buf: dict[str, list[tuple[str, int, str, np.ndarray]]] = {}
+        self._stored: dict[str, set[tuple[str, str]]] = {}
+        self.manifest: dict[str, Any] = {}
+
+    def __enter__(self) -> "FeatureSetWriter":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=-1 if self.wait else 0)
+        except Timeout:
+            raise StoreLockedError(
+                f"feature set {self.folder} is being written by another process "
+                f"(lock {self._lock.lock_file}); wait for it to finish, or rerun with --wait") from None
+        try:
+            self.manifest = self._load_or_create()
+            self._adopt_shards()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for split in list(self._buf):
+                self.flush(split)
+            self.manifest["updated"] = now_iso()
+            write_manifest(self.folder, self.manifest)
+        finally:
+            self._lock.release()
+
+    def _load_or_create(self) -> dict[str, Any]:
+        if (self.folder / "manifest.json").exists():
+            m = read_manifest(self.folder)
+            if m["key"] != self.key:
+                raise StoreError(f"{self.folder} holds feature set {m['key']}, not {self.key}")
+            m.update(self.header)  # class list, dataset path: the latest scan is the truth
+            return m
+        return {"format": STORE_FORMAT, "key": self.key, "key_fields": self.key_fields, "splits": {},
+                "created": now_iso(), "history": [], **self.header}
+
+    def _adopt_shards(self) -> None:
+        """List every finished shard on disk, including those of a run that was killed."""
+        for split, names in shard_files(self.folder).items():
+            entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
+            stored = self._stored.setdefault(split, set())
+            for name in names:
+                rows = read_rows(self.folder / name, key_json=self.key_json)
+                stored.update(zip(rows.ids, rows.sha1))
+            entry["shards"] = names
+
+    def previous_index(self, split: str) -> SplitIndex:
+        return read_index(self.folder, split)
+
+    def is_stored(self, split: str, image_id: str, sha1: str) -> bool:
+        return (image_id, sha1) in self._stored.get(split, ())
+
+    def add(self, split: str, ids: list[str], labels: list[int], sha1: list[str], features: np.ndarray) -> None:
+        buf = self._buf.setdefault(split, [])
+        buf.extend(zip(ids, labels, sha1, features))
+        if len(buf) >= self.shard_rows:
+            self.flush(split)
+
+    def flush(self, split: str) -> None:
+        buf = self._buf.pop(split, [])
+        if not buf:
+            return
+        ids, labels, sha1, feats = zip(*buf)
+        path = write_shard(self.folder, split, ids=list(ids), labels=np.asarray(labels), sha1=list(sha1),
+                           features=np.stack(feats), key_json=self.key_json)
+        entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
+        entry["shards"].append(path.name)
+        self._stored.setdefault(split, set()).update(zip(ids, sha1))
+
+    def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]]) -> None:
+        """Record what the split holds now; every id in the index must have a stored vector."""
+        self.flush(split)
+        stored = self._stored.get(split, set())
+        missing = [i for i, h in zip(index.ids, index.sha1) if (i, h) not in stored]
+        if missing:
+            raise StoreError(f"split {split}: {len(missing)} ids lack a stored vector (e.g. {missing[0]})")
+        entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
+        entry.update(index=write_index(self.folder, split, index), count=len(index), failures=failures)
+        write_manifest(self.folder, self.manifest)
+
+    def record_run(self, info: dict[str, Any]) -> None:
+        self.manifest.setdefault("history", []).append(info)

@@ -1,0 +1,1 @@
+"""probes: train, compare, evaluate and submit classifier heads on cached features."""

@@ -1,0 +1,10 @@
+"""Shared fixtures: every test runs offline, on the CPU, in temporary folders."""
+
+from __future__ import annotations
+
+import os
+
+# Never reach a model hub from a test, even by accident.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
