@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from featstore.datasets import Dataset, ImageItem, scan_dataset
+from featstore.datasets import ImageItem, scan_dataset
 from featstore.encoders import EncoderSpec, create_encoder, get_spec
 from featstore.encoders.registry import backend_for
 from featstore.encoders.weights import check_weights_file, file_identity
@@ -107,6 +107,8 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
     report = ExtractReport(encoder=spec.name, key=key, folder=folder)
     job = _Job(spec, rt, options, wpath, random_weights, progress or _Silent())
     started = now_iso()
+    if not folder.exists():
+        job.model()  # first run: missing weights fail before anything is created
     with FeatureSetWriter(folder, key=key, key_fields=fields, header=header, shard_rows=options.shard_rows,
                           wait=options.wait) as writer:
         for split, items in dataset.splits.items():
@@ -139,6 +141,8 @@ class _Job:
         rep = SplitReport(split, images=len(items))
         done, todo, stats, failures = _plan(writer, split, items)
         rep.reused = len(done)
+        if todo:
+            self.model()  # weights problems surface before a progress bar is drawn
         self.progress.start(split, len(items))
         self.progress.advance(len(done) + len(failures))
         if todo:
@@ -163,6 +167,7 @@ class _Job:
                     if not writer.is_stored(split, todo[p].id, h)]  # touched but unchanged: hash says stored
             for k in set(range(len(batch.pos))) - set(keep):
                 done[todo[batch.pos[k]].id] = batch.sha1[k]
+                rep.reused += 1
             if keep:
                 feats = encode_batch(model, batch.pixels[keep], preprocess, self.rt)
                 sel = [todo[batch.pos[k]] for k in keep]

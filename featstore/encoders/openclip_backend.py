@@ -12,7 +12,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preproc
 from featstore.encoders.registry import Backend, register_backend
 from featstore.encoders.spec import EncoderSpec
 from featstore.encoders.timm_backend import _missing_weights_message
-from featstore.encoders.weights import check_weights_file, translate_load_error
+from featstore.encoders.weights import check_weights_file, require_hub_weights, translate_load_error
 from featstore.errors import UnknownEncoderError, WeightsError
 
 _RESIZE_TO_CROP = {"shortest": "center", "squash": "squash", "longest": "border"}
@@ -73,6 +73,8 @@ class OpenClipBackend(Backend):
             except Exception as e:
                 raise translate_load_error(e, path=path, model=f"open_clip {spec.model_id}") from e
         elif spec.pretrained:
+            hub = open_clip.get_pretrained_cfg(spec.model_id, spec.pretrained).get("hf_hub")
+            require_hub_weights(hub, _missing_weights_message(spec, "HF_HUB_OFFLINE=1 and not cached"))
             try:
                 model = open_clip.create_model(spec.model_id, pretrained=spec.pretrained, require_pretrained=True, **kw)
             except Exception as e:

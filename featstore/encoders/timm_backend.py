@@ -11,7 +11,7 @@ from timm.data import create_transform, resolve_data_config
 
 from featstore.encoders.registry import Backend, register_backend
 from featstore.encoders.spec import EncoderSpec
-from featstore.encoders.weights import check_weights_file, translate_load_error
+from featstore.encoders.weights import check_weights_file, require_hub_weights, translate_load_error
 from featstore.errors import UnknownEncoderError, WeightsError
 
 
@@ -62,6 +62,8 @@ class TimmBackend(Backend):
                 return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
             except Exception as e:
                 raise translate_load_error(e, path=path, model=f"timm {name}") from e
+        cfg = timm.models.get_pretrained_cfg(name)
+        require_hub_weights(cfg.hf_hub_id if cfg else None, _missing_weights_message(spec, "HF_HUB_OFFLINE=1 and not cached"))
         try:
             return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as e:
@@ -74,7 +76,7 @@ class TimmBackend(Backend):
         )
 
 
-def _missing_weights_message(spec: EncoderSpec, e: Exception) -> str:
+def _missing_weights_message(spec: EncoderSpec, e: Exception | str) -> str:
     reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
     return (
         f"no weights for {spec.name}: pass --weights FILE (safetensors or a weights-only .pth state dict), "

@@ -68,3 +68,26 @@ def translate_load_error(e: Exception, *, path: Path, model: str) -> WeightsErro
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0][:300] if text else type(e).__name__
+
+
+_HUB_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether the hub cache already holds weights for this repo (checked before building a big model)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo_id = repo_id.strip("/")
+    return any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in _HUB_FILES)
+
+
+def require_hub_weights(repo_id: str | None, message: str) -> None:
+    """Offline with an empty cache: fail now, not after building a billion-parameter model."""
+    if repo_id and hub_offline() and not hub_cached(repo_id):
+        raise WeightsError(message)

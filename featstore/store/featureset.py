@@ -47,7 +47,9 @@ class FeatureSet:
     @property
     def splits(self) -> list[str]:
         """Splits that completed at least one run (have an index)."""
-        return [s for s, v in self.manifest["splits"].items() if v.get("index")]
+        order = {"train": 0, "val": 1, "test": 2}
+        done = [s for s, v in self.manifest["splits"].items() if v.get("index")]
+        return sorted(done, key=lambda s: (order.get(s, 3), s))
 
     def count(self, split: str) -> int:
         return int(self.manifest["splits"].get(split, {}).get("count", 0))
