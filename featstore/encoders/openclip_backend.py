@@ -12,7 +12,7 @@ from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preproc
 from featstore.encoders.registry import Backend, register_backend
 from featstore.encoders.spec import EncoderSpec
 from featstore.encoders.timm_backend import _missing_weights_message
-from featstore.encoders.weights import check_weights_file, require_hub_weights, translate_load_error
+from featstore.encoders.weights import require_hub_weights, translate_load_error, validate_weights_file
 from featstore.errors import UnknownEncoderError, WeightsError
 
 _RESIZE_TO_CROP = {"shortest": "center", "squash": "squash", "longest": "border"}
@@ -67,7 +67,7 @@ class OpenClipBackend(Backend):
             torch.manual_seed(0)
             model = open_clip.create_model(spec.model_id, pretrained=None, **kw)
         elif weights is not None:
-            path = check_weights_file(weights)
+            path = validate_weights_file(weights)
             try:  # open_clip's own checkpoint loader (weights_only, pos-embed resize, key fixes)
                 model = open_clip.create_model(spec.model_id, pretrained=str(path), weights_only=True, **kw)
             except Exception as e:

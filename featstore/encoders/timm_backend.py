@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from timm.data import create_transform, resolve_data_config
 
 from featstore.encoders.registry import Backend, register_backend
 from featstore.encoders.spec import EncoderSpec
-from featstore.encoders.weights import check_weights_file, require_hub_weights, translate_load_error
+from featstore.encoders.weights import require_hub_weights, translate_load_error, validate_weights_file
 from featstore.errors import UnknownEncoderError, WeightsError
 
 
@@ -57,11 +58,15 @@ class TimmBackend(Backend):
             torch.manual_seed(0)  # the same random model on every run, so resume stays consistent
             return timm.create_model(name, pretrained=False, **kwargs)
         if weights is not None:
-            path = check_weights_file(weights)
+            path = validate_weights_file(weights)
             try:  # timm's own loader: filter_fn, classifier removal for num_classes=0, pos-embed resampling
-                return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+                with _KeyMismatch() as mismatch:
+                    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
             except Exception as e:
                 raise translate_load_error(e, path=path, model=f"timm {name}") from e
+            if mismatch.problems:  # timm loads non-strictly when it drops the classifier: never accept a partial load
+                raise WeightsError(f"weights {path} do not load into timm {name}: {'; '.join(mismatch.problems)[:300]}")
+            return model
         cfg = timm.models.get_pretrained_cfg(name)
         require_hub_weights(cfg.hf_hub_id if cfg else None, _missing_weights_message(spec, "HF_HUB_OFFLINE=1 and not cached"))
         try:
@@ -74,6 +79,30 @@ class TimmBackend(Backend):
             input_size=(spec.channels, *spec.input_size), interpolation=spec.interpolation, mean=spec.mean,
             std=spec.std, crop_pct=spec.crop_pct, crop_mode=spec.crop_mode, is_training=False,
         )
+
+
+class _KeyMismatch(logging.Handler):
+    """Collects timm's missing/unexpected-key reports, which it only logs when loading non-strictly."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.problems: list[str] = []
+        self._logger = logging.getLogger("timm.models._builder")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if msg.startswith(("Missing keys", "Unexpected keys", "Unable to convert")):
+            self.problems.append(msg.split(" discovered")[0].split(" found while")[0])
+
+    def __enter__(self) -> "_KeyMismatch":
+        self._old_level = self._logger.level
+        self._logger.setLevel(logging.INFO)
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._old_level)
 
 
 def _missing_weights_message(spec: EncoderSpec, e: Exception | str) -> str:

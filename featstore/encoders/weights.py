@@ -13,6 +13,13 @@ from featstore.errors import WeightsError
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
 
+def validate_weights_file(path: Path) -> Path:
+    """Exists, readable, safe, and a name -> tensor mapping: checked before a model is built."""
+    path = check_weights_file(path)
+    load_state_dict_file(path, mmap=True)
+    return path
+
+
 def check_weights_file(path: Path) -> Path:
     """Fail early with the path in the message, before a model is built."""
     path = Path(path).expanduser()
@@ -36,16 +43,27 @@ def file_identity(path: Path, *, chunk: int = 1 << 22) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
-def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from safetensors or a weights-only torch file; refuses arbitrary pickles."""
+def load_state_dict_file(path: Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a weights-only torch file; refuses arbitrary pickles.
+
+    With mmap=True tensors are not read into memory: a cheap validation before a library loads the file
+    (libraries report every unpickling problem as "not weights-only", even for a file that is just garbage).
+    """
     path = check_weights_file(path)
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as e:  # legacy (non-zip) torch files cannot be memory-mapped
+            if not (mmap and "mmap" in str(e)):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e) and "GLOBAL" not in str(e):  # no code reference: just not a pickle
+            raise WeightsError(f"cannot read weights file {path}: not a torch or safetensors file ({_first_line(e)})") from e
         raise WeightsError(f"refusing to load {path.name}: it is not a weights-only file ({_first_line(e)})") from e
     except Exception as e:  # safetensors / zip / pickle raise many types for a damaged file
         raise WeightsError(f"cannot read weights file {path}: {_first_line(e)}") from e
