@@ -68,12 +68,25 @@ def write_index(folder: Path, split: str, index: SplitIndex) -> str:
     name = index_name(split)
     tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
     with h5py.File(tmp, "w") as f:
-        f.create_dataset("ids", data=np.asarray(index.ids, dtype=object), dtype=_STR)
-        f.create_dataset("sha1", data=np.asarray(index.sha1, dtype="S40"))
-        for k in ("labels", "size", "mtime_ns"):
-            f.create_dataset(k, data=np.asarray(getattr(index, k), dtype=np.int64))
+        write_index_datasets(f, index)
     os.replace(tmp, folder / name)
     return name
+
+
+def write_index_datasets(f: h5py.Group, index: SplitIndex) -> None:
+    """The index as datasets of an open file (also used by the per-worker part files)."""
+    f.create_dataset("ids", data=np.asarray(index.ids, dtype=object), dtype=_STR)
+    f.create_dataset("sha1", data=np.asarray(index.sha1, dtype="S40"))
+    for k in ("labels", "size", "mtime_ns"):
+        f.create_dataset(k, data=np.asarray(getattr(index, k), dtype=np.int64))
+
+
+def read_index_datasets(f: h5py.Group) -> SplitIndex:
+    return SplitIndex(
+        ids=np.array([s.decode() if isinstance(s, bytes) else s for s in f["ids"][:]], dtype=object),
+        sha1=np.array([s.decode() for s in f["sha1"][:]], dtype=object),
+        labels=f["labels"][:], size=f["size"][:], mtime_ns=f["mtime_ns"][:],
+    )
 
 
 def read_index(folder: Path, split: str) -> SplitIndex:
@@ -82,10 +95,6 @@ def read_index(folder: Path, split: str) -> SplitIndex:
         return SplitIndex.empty()
     try:
         with h5py.File(path, "r") as f:
-            return SplitIndex(
-                ids=np.array([s.decode() if isinstance(s, bytes) else s for s in f["ids"][:]], dtype=object),
-                sha1=np.array([s.decode() for s in f["sha1"][:]], dtype=object),
-                labels=f["labels"][:], size=f["size"][:], mtime_ns=f["mtime_ns"][:],
-            )
+            return read_index_datasets(f)
     except (OSError, KeyError) as e:
         raise StoreError(f"unreadable index {path}: {e}") from e

@@ -12,6 +12,7 @@ from filelock import FileLock, Timeout
 from featstore.errors import StoreError, StoreLockedError
 from featstore.store.keys import STORE_FORMAT, canonical_json
 from featstore.store.manifest import SplitIndex, read_index, read_manifest, write_index, write_manifest
+from featstore.store.parts import read_parts, write_part
 from featstore.store.shards import read_rows, shard_files, write_shard
 
 DEFAULT_SHARD_ROWS = 4096
@@ -26,13 +27,18 @@ class FeatureSetWriter:
 
     Completed shards are immutable; rows still buffered when an error stops the run are flushed
     (they are complete vectors), so a rerun only computes what is really missing.
+
+    With publish=False the writer is one worker of several (torchrun rank, --shard I/N): it takes
+    only its own lock, writes shards and a part file per split, and never touches manifest.json or
+    the index, which the process holding the main `.lock` assembles (merge or a plain extract).
     """
 
     def __init__(self, folder: Path, *, key: str, key_fields: dict[str, Any], header: dict[str, Any],
-                 shard_rows: int = DEFAULT_SHARD_ROWS, wait: bool = False, lock_name: str = ".lock") -> None:
+                 shard_rows: int = DEFAULT_SHARD_ROWS, wait: bool = False, lock_name: str = ".lock",
+                 publish: bool = True) -> None:
         self.folder, self.key, self.key_fields, self.header = Path(folder), key, key_fields, header
         self.key_json = canonical_json(key_fields)
-        self.shard_rows, self.wait = shard_rows, wait
+        self.shard_rows, self.wait, self.publish = shard_rows, wait, publish
         self._lock = FileLock(str(self.folder / lock_name))
         self._buf: dict[str, list[tuple[str, int, str, np.ndarray]]] = {}
         self._stored: dict[str, set[tuple[str, str]]] = {}
@@ -58,8 +64,9 @@ class FeatureSetWriter:
         try:
             for split in list(self._buf):
                 self.flush(split)
-            self.manifest["updated"] = now_iso()
-            write_manifest(self.folder, self.manifest)
+            if self.publish:
+                self.manifest["updated"] = now_iso()
+                write_manifest(self.folder, self.manifest)
         finally:
             self._lock.release()
 
@@ -86,8 +93,28 @@ class FeatureSetWriter:
     def previous_index(self, split: str) -> SplitIndex:
         return read_index(self.folder, split)
 
+    def known(self, split: str) -> dict[str, list[tuple[str, int, int]]]:
+        """id -> every (sha1, size, mtime_ns) recorded for it: the last index, then workers' parts, newest first."""
+        out: dict[str, list[tuple[str, int, int]]] = {}
+        for index in [self.previous_index(split), *(p.index for p in read_parts(self.folder, split))]:
+            for i, h, size, mtime in zip(index.ids, index.sha1, index.size.tolist(), index.mtime_ns.tolist()):
+                out.setdefault(i, []).append((h, size, mtime))
+        return out
+
+    def part_failures(self, split: str) -> dict[str, str]:
+        """id -> why a worker could not embed it (the newest part that tried it wins)."""
+        out: dict[str, str] = {}
+        for part in read_parts(self.folder, split):
+            for f in part.failures:
+                out.setdefault(f["id"], f["reason"])
+        return out
+
     def is_stored(self, split: str, image_id: str, sha1: str) -> bool:
         return (image_id, sha1) in self._stored.get(split, ())
+
+    def stored_ids(self, split: str) -> set[str]:
+        """Ids with at least one stored vector, whatever its content hash."""
+        return {i for i, _ in self._stored.get(split, ())}
 
     def add(self, split: str, ids: list[str], labels: list[int], sha1: list[str], features: np.ndarray) -> None:
         buf = self._buf.setdefault(split, [])
@@ -106,16 +133,34 @@ class FeatureSetWriter:
         entry["shards"].append(path.name)
         self._stored.setdefault(split, set()).update(zip(ids, sha1))
 
-    def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]]) -> None:
-        """Record what the split holds now; every id in the index must have a stored vector."""
+    def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]], *,
+                     missing: int = 0) -> None:
+        """Record what the split holds now; every id in the index must have a stored vector.
+
+        `missing`: images a merge found neither stored nor failed (a worker not yet run or killed).
+        """
+        if not self.publish:
+            raise StoreError("a worker of several cannot commit the manifest; merge does")
+        self._check_stored(split, index)
+        entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
+        entry.update(index=write_index(self.folder, split, index), count=len(index), failures=failures)
+        entry.pop("missing", None)
+        if missing:
+            entry["missing"] = missing
+        write_manifest(self.folder, self.manifest)
+
+    def commit_part(self, split: str, index: SplitIndex, failures: list[dict[str, str]], *,
+                    rank: int, count: int) -> str:
+        """A worker's record of its slice of the split, for whoever merges."""
+        self._check_stored(split, index)
+        return write_part(self.folder, split, rank=rank, count=count, index=index, failures=failures)
+
+    def _check_stored(self, split: str, index: SplitIndex) -> None:
         self.flush(split)
         stored = self._stored.get(split, set())
         missing = [i for i, h in zip(index.ids, index.sha1) if (i, h) not in stored]
         if missing:
             raise StoreError(f"split {split}: {len(missing)} ids lack a stored vector (e.g. {missing[0]})")
-        entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
-        entry.update(index=write_index(self.folder, split, index), count=len(index), failures=failures)
-        write_manifest(self.folder, self.manifest)
 
     def record_run(self, info: dict[str, Any]) -> None:
         self.manifest.setdefault("history", []).append(info)

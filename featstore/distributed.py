@@ -1,0 +1,128 @@
+"""Which worker this process is (torchrun's environment or `--shard I/N`), its slice of the work, its group."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+
+from featstore.errors import ExtractionError
+
+T = TypeVar("T")
+# Ranks wait for the slowest one at the barrier before rank 0 merges. torch's default (30 min for gloo)
+# is shorter than an unlucky imbalance on a long ImageNet run; a rank that dies is torn down by torchrun
+# itself, so a long timeout does not turn a crash into a hang.
+BARRIER_TIMEOUT = dt.timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class Rank:
+    """Worker `index` of `count`. `torchrun`: the workers share a process group (barrier, gather)."""
+
+    index: int = 0
+    count: int = 1
+    local: int = 0
+    torchrun: bool = False
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ExtractionError(f"shard {self.index}/{self.count}: expected 0 <= I < N (e.g. --shard 0/4)")
+
+    @property
+    def alone(self) -> bool:
+        """One worker for the whole set: the plain extraction, which owns the manifest."""
+        return self.count == 1
+
+    @property
+    def lead(self) -> bool:
+        return self.index == 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def lock_name(self) -> str:
+        """Two launches of the same worker exclude each other; different workers run side by side."""
+        return ".lock" if self.alone else f".lock-rank-{self.index}-of-{self.count}"
+
+    def take(self, items: Sequence[T]) -> list[T]:
+        """Item k goes to worker k % count: every item exactly once, no padding (unlike DistributedSampler).
+
+        Striding a sorted list also spreads each class over all workers, so their loads stay even.
+        """
+        return list(items[self.index::self.count])
+
+
+def parse_shard(text: str) -> Rank:
+    """`I/N` (as given to --shard) -> Rank(I, N)."""
+    i, sep, n = text.partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        return Rank(int(i), int(n))
+    except ValueError:
+        raise ExtractionError(f"--shard {text!r}: expected I/N with integers, e.g. --shard 0/4") from None
+
+
+def torchrun_rank(env: dict[str, str] | None = None) -> Rank | None:
+    """The rank torchrun (or any env:// launcher) gave this process; None when not launched that way."""
+    env = os.environ if env is None else env
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return None
+    try:
+        rank = Rank(int(env["RANK"]), int(env["WORLD_SIZE"]), local=int(env.get("LOCAL_RANK", "0")), torchrun=True)
+    except ValueError:
+        raise ExtractionError(f"RANK={env['RANK']!r} WORLD_SIZE={env['WORLD_SIZE']!r}: expected integers") from None
+    return None if rank.alone else rank
+
+
+def bind_device(rank: Rank, device: str) -> str:
+    """Under torchrun, `auto`/`cuda` mean this rank's GPU, cuda:LOCAL_RANK; an explicit cuda:N stays."""
+    if not rank.torchrun or device not in ("auto", "cuda") or not torch.cuda.is_available():
+        return device
+    if rank.local >= torch.cuda.device_count():
+        raise ExtractionError(f"LOCAL_RANK {rank.local} but torch sees {torch.cuda.device_count()} CUDA devices: "
+                              "use --nproc-per-node <= the GPUs of a node")
+    torch.cuda.set_device(rank.local)
+    return f"cuda:{rank.local}"
+
+
+@contextmanager
+def process_group(rank: Rank, device: torch.device) -> Iterator[None]:
+    """torch.distributed for the duration: nccl when the rank runs on CUDA, gloo on CPU; always destroyed."""
+    import torch.distributed as dist
+
+    if not rank.torchrun:
+        yield
+        return
+    cuda = device.type == "cuda"
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=BARRIER_TIMEOUT,
+                            device_id=device if cuda else None)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def barrier(rank: Rank) -> None:
+    if rank.torchrun:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def gather_to_lead(rank: Rank, obj: Any) -> list[Any]:
+    """Every rank's `obj` on rank 0 (in rank order); other ranks get []. Without a group: [obj]."""
+    if not rank.torchrun:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * rank.count if rank.lead else []
+    dist.gather_object(obj, out if rank.lead else None, dst=0)
+    return out

@@ -1,0 +1,60 @@
+"""probes evaluate: metrics and plots of one or several runs side by side, or of their ensemble."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probes.data import ProbesError
+from probes.metrics import classification_metrics
+from probes.plots import plot_confusion, plot_per_class
+from probes.runs import Predictions, Run
+
+
+@dataclass
+class Evaluation:
+    split: str
+    rows: dict[str, dict[str, Any]]  # run name (or "ensemble") -> metrics
+    plots: list[Path] = field(default_factory=list)
+
+
+def ensemble_predictions(runs: list[Run], split: str) -> Predictions:
+    """Mean of the runs' probabilities (the seeds' best results were encoder ensembles)."""
+    preds = [r.predictions(split) for r in runs]
+    classes = runs[0].config["classes"]
+    for r, p in zip(runs[1:], preds[1:]):
+        if r.config["classes"] != classes:
+            raise ProbesError(f"runs {runs[0].id} and {r.id} have different class lists; cannot ensemble")
+        if not np.array_equal(p.ids, preds[0].ids):
+            raise ProbesError(f"runs {runs[0].id} and {r.id} predict different {split} images; cannot ensemble")
+    probs = np.mean([p.probs for p in preds], axis=0)
+    return Predictions(ids=preds[0].ids, probs=probs.astype(np.float32), labels=preds[0].labels)
+
+
+def evaluate_runs(runs: list[Run], *, split: str = "val", ensemble: bool = False, plots_dir: Path | None = None) -> Evaluation:
+    """Metrics per run (plus the ensemble when asked); PNGs in plots_dir (default: the first run's folder)."""
+    if not runs:
+        raise ProbesError("no runs to evaluate")
+    classes = runs[0].config["classes"]
+    named: dict[str, Predictions] = {r.id: r.predictions(split) for r in runs}
+    if ensemble:
+        if len(runs) < 2:
+            raise ProbesError("--ensemble needs at least two runs")
+        named = {"ensemble": ensemble_predictions(runs, split), **named}
+    rows = {}
+    for name, p in named.items():
+        if (p.labels < 0).any():
+            raise ProbesError(f"{split} split of {name} is unlabeled; evaluate on val")
+        rows[name] = classification_metrics(p.probs, p.labels, classes)
+    out = Evaluation(split=split, rows=rows)
+    folder = Path(plots_dir) if plots_dir else runs[0].folder
+    folder.mkdir(parents=True, exist_ok=True)
+    best = max(rows, key=lambda n: rows[n]["top1"])
+    out.plots.append(plot_confusion(rows[best]["confusion"], classes, folder / f"confusion-{split}.png",
+                                    title=f"{best}: {split} confusion (top-1 {rows[best]['top1']:.1%})"))
+    out.plots.append(plot_per_class({n: m["per_class_acc"] for n, m in rows.items()}, folder / f"per-class-{split}.png",
+                                    title=f"per-class {split} accuracy"))
+    return out

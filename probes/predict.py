@@ -1,0 +1,40 @@
+"""Test predictions of a run or an ensemble, checked against the store, turned into a submission file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from featstore.store import open_feature_set
+from probes.data import ProbesError
+from probes.evaluate import ensemble_predictions
+from probes.runs import Predictions, Run, resolve_run
+from probes.submit import write_submission
+
+
+def test_predictions(run_id: str | None, *, ensemble: list[str] | None, runs: Path | None) -> tuple[list[Run], Predictions]:
+    chosen = [resolve_run(r, runs=runs) for r in ensemble] if ensemble else [resolve_run(run_id, runs=runs)]
+    if ensemble and run_id:
+        raise ProbesError("give either a RUN or --ensemble RUN ..., not both")
+    for r in chosen:
+        if not r.has("test"):
+            raise ProbesError(f"run {r.id} has no test predictions: its feature sets have no test split "
+                              "(featstore extract --splits test, then probes fit again)")
+    preds = ensemble_predictions(chosen, "test") if len(chosen) > 1 else chosen[0].predictions("test")
+    return chosen, preds
+
+
+def submission_for(run_id: str | None, *, ensemble: list[str] | None, out: Path, fmt: str, sample: Path | None,
+                   runs: Path | None, cache: Path | None) -> tuple[Path, int]:
+    """Write the CSV; the test image count and the CSV order come from the store's manifest, not from paths."""
+    chosen, preds = test_predictions(run_id, ensemble=ensemble, runs=runs)
+    ref = chosen[0].config["features"][0]
+    fs = open_feature_set(ref["key"], cache=cache)
+    store_ids = fs.index("test").ids
+    if not np.array_equal(store_ids, preds.ids):
+        raise ProbesError(f"the store's test split ({len(store_ids)} images) changed since run {chosen[0].id} "
+                          f"({len(preds.ids)} predictions); refit the run")
+    path = write_submission(preds, out, n_classes=len(chosen[0].config["classes"]), n_test=len(store_ids), fmt=fmt,
+                            test_order=fs.dataset.get("test_order"), sample=sample)
+    return path, len(store_ids)

@@ -1,0 +1,129 @@
+"""runs/<run-id>/: head.safetensors, config.json, metrics.json and per-split probabilities; written whole."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probes.data import ProbesError
+
+
+def default_runs() -> Path:
+    return Path(os.environ.get("PROBES_RUNS", "runs"))
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One split's class probabilities in the store's id order."""
+
+    ids: np.ndarray  # str
+    probs: np.ndarray  # float32 [N, C]
+    labels: np.ndarray  # int64, -1 unlabeled
+
+
+@dataclass
+class Run:
+    folder: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.folder.name
+
+    def predictions(self, split: str) -> Predictions:
+        path = self.folder / f"predictions-{split}.npz"
+        if not path.exists():
+            raise ProbesError(f"run {self.id} has no {split} predictions (the feature sets had no {split} split)")
+        with np.load(path, allow_pickle=False) as z:
+            return Predictions(ids=z["ids"].astype(object), probs=z["probs"], labels=z["labels"])
+
+    def has(self, split: str) -> bool:
+        return (self.folder / f"predictions-{split}.npz").exists()
+
+
+def save_run(runs: Path, *, name: str, head_state: dict[str, Any], config: dict[str, Any], metrics: dict[str, Any],
+             predictions: dict[str, Predictions]) -> Run:
+    """Write everything to a temp folder, then rename it to a fresh id: a run is complete or absent."""
+    from safetensors.numpy import save_file
+
+    runs = Path(runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    tmp = runs / f".tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        save_file({k: np.ascontiguousarray(_np(v)) for k, v in head_state.items()}, str(tmp / "head.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, default=_jsonable))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable))
+        for split, p in predictions.items():
+            np.savez(tmp / f"predictions-{split}.npz", ids=np.asarray(p.ids, dtype=str),
+                     probs=p.probs.astype(np.float32), labels=p.labels.astype(np.int64))
+        return Run(_publish(tmp, runs, name), config, metrics)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _publish(tmp: Path, runs: Path, name: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(100):
+        final = runs / (f"{stamp}-{name}" + (f"-{n}" if n else ""))
+        if final.exists():
+            continue  # never clobber an earlier run
+        try:
+            os.rename(tmp, final)
+            return final
+        except OSError:  # another process took the name between the check and the rename
+            continue
+    raise ProbesError(f"could not create a run folder in {runs}")
+
+
+def _np(v: Any) -> np.ndarray:
+    return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (np.ndarray, tuple, set)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def list_runs(runs: Path | None = None) -> list[Run]:
+    """Complete runs, newest first (temp folders of a run being written are skipped)."""
+    runs = Path(runs) if runs else default_runs()
+    out = []
+    for d in sorted(runs.glob("*/config.json")) if runs.is_dir() else []:
+        if d.parent.name.startswith("."):
+            continue
+        try:
+            out.append(Run(d.parent, json.loads(d.read_text()), json.loads((d.parent / "metrics.json").read_text())))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return sorted(out, key=lambda r: (r.config.get("created", ""), r.id), reverse=True)
+
+
+def resolve_run(ref: str | None, *, runs: Path | None = None) -> Run:
+    """A run by id (or unique prefix, or path); None means the newest run."""
+    all_runs = list_runs(runs)
+    if not all_runs:
+        raise ProbesError(f"no runs in {runs or default_runs()}: train one with `probes fit`")
+    if ref is None:
+        return all_runs[0]
+    hits = [r for r in all_runs if r.id == ref or str(r.folder) == ref] or [r for r in all_runs if r.id.startswith(ref)]
+    if len(hits) != 1:
+        what = "matches several runs" if hits else "matches no run"
+        raise ProbesError(f"{ref!r} {what}; known: {', '.join(r.id for r in all_runs[:8])}")
+    return hits[0]

@@ -1,0 +1,160 @@
+"""probes fit: load features, select a head on val (or K-fold), optionally refit on train+val, save a run."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probes.data import Features, Normalizer, ProbesError, load_features
+from probes.metrics import classification_metrics
+from probes.runs import Predictions, Run, save_run
+
+HEADS = ("logistic", "mlp")
+DEFAULT_NORM = {"logistic": "standard", "mlp": "standard"}
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """Everything `probes fit` was asked; saved in the run's config.json."""
+
+    features: tuple[str, ...]
+    head: str = "logistic"
+    sweep: bool = False
+    final: bool = False
+    cv: int | None = None
+    seed: int = 0
+    normalize: str | None = None
+    device: str = "auto"
+    params: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] | None = None
+
+
+@dataclass
+class FitResult:
+    run: Run
+    mode: str  # how selection was done, said to the user
+    table: list[dict[str, Any]]  # selection / sweep table
+    seconds: float
+
+
+def make_head(kind: str, *, seed: int, device: str, params: dict[str, Any]):
+    from probes.heads import LogisticHead, MLPHead
+
+    if kind not in HEADS:
+        raise ProbesError(f"unknown head {kind!r}; expected one of {', '.join(HEADS)}")
+    cls = LogisticHead if kind == "logistic" else MLPHead
+    try:
+        return cls(seed=seed, device=device, **params)
+    except TypeError as e:
+        raise ProbesError(f"bad parameter for the {kind} head: {e}") from e
+
+
+def _select(req: FitRequest, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray):
+    """(fitted head, selection table, chosen params) using the validation arrays for model selection."""
+    if req.sweep:
+        from probes.sweep import sweep
+
+        res = sweep(req.head, req.grid or default_grid(req.head), x, y, xv, yv, seed=req.seed, device=req.device,
+                    base_params=req.params)
+        return res.best_head, res.table, dict(res.best_params)
+    head = make_head(req.head, seed=req.seed, device=req.device, params=req.params).fit(x, y, X_val=xv, y_val=yv)
+    return head, list(getattr(head, "selection_", [])), head.selected_params()
+
+
+def default_grid(kind: str) -> dict[str, list[Any]]:
+    if kind == "logistic":
+        return {"lr": [1e-3, 3e-3, 1e-2, 3e-2], "weight_decay": [0.0, 1e-4, 1e-3, 1e-2]}
+    return {"lr": [3e-4, 1e-3, 3e-3, 1e-2], "weight_decay": [1e-4, 1e-2], "hidden": [512, 1024]}
+
+
+def fit_run(req: FitRequest, *, cache: Path | None = None, runs: Path | None = None) -> FitResult:
+    t0 = time.perf_counter()
+    feats = load_features(list(req.features), cache=cache)
+    train = feats.split("train")
+    if len(np.unique(train.labels)) < 2:
+        raise ProbesError("the train split needs at least two classes")
+    if req.cv or "val" not in feats.splits:
+        out = _fit_cv(req, feats)
+    else:
+        out = _fit_holdout(req, feats)
+    head, norm, table, chosen, mode, val_metrics, preds = out
+    test = feats.splits.get("test")
+    if test is not None:
+        preds["test"] = Predictions(test.ids, head.predict_proba(norm.transform(test.features)), test.labels)
+    metrics = {"val_top1": val_metrics["top1"], "val_top5": val_metrics["top5"], "val_macro_f1": val_metrics["macro_f1"],
+               "val_ece": val_metrics["ece"], "val_n": val_metrics["n"], "selection": mode,
+               "seconds": time.perf_counter() - t0}
+    config = {"features": feats.refs, "head": req.head, "params": {**req.params, **chosen}, "seed": req.seed,
+              "normalize": norm.kind, "final": req.final, "cv": req.cv, "sweep": req.sweep, "classes": feats.classes,
+              "dim": feats.dim, "request": asdict(req), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    state = {**{k: v for k, v in head.state_dict().items()}, **norm.state()}
+    name = "+".join(s.encoder for s in feats.sets).replace("/", "-").replace(":", "-")[:60] + f"-{req.head}"
+    run = save_run(runs or Path("runs"), name=name, head_state=state, config=config, metrics=metrics, predictions=preds)
+    return FitResult(run=run, mode=mode, table=table, seconds=time.perf_counter() - t0)
+
+
+def _fit_holdout(req: FitRequest, feats: Features):
+    train, val = feats.split("train"), feats.split("val")
+    if (val.labels < 0).any():
+        raise ProbesError("the val split has unlabeled images; it cannot select a head")
+    norm = Normalizer(req.normalize or DEFAULT_NORM[req.head]).fit(train.features)
+    x, xv = norm.transform(train.features), norm.transform(val.features)
+    head, table, chosen = _select(req, x, train.labels, xv, val.labels)
+    pv = head.predict_proba(xv)
+    val_metrics = classification_metrics(pv, val.labels, feats.classes)
+    preds = {"val": Predictions(val.ids, pv, val.labels)}
+    mode = "sweep on val" if req.sweep else "selected on val"
+    if req.final:  # the selected configuration, refit on everything labeled (the seeds gained ~1 point)
+        allx = np.concatenate([train.features, val.features])
+        norm = Normalizer(norm.kind).fit(allx)
+        head = make_head(req.head, seed=req.seed, device=req.device, params={**req.params, **chosen})
+        head.fit(norm.transform(allx), np.concatenate([train.labels, val.labels]))
+        mode += ", refit on train+val"
+    return head, norm, table, chosen, mode, val_metrics, preds
+
+
+def _fit_cv(req: FitRequest, feats: Features):
+    """Stratified K-fold over all labeled images: out-of-fold metrics, then one fit on all of them."""
+    from sklearn.model_selection import StratifiedKFold
+
+    parts = [feats.split("train")] + ([feats.splits["val"]] if "val" in feats.splits else [])
+    x = np.concatenate([p.features for p in parts])
+    y = np.concatenate([p.labels for p in parts])
+    ids = np.concatenate([p.ids for p in parts])
+    k = req.cv or 5
+    smallest = int(np.bincount(y).min(initial=0)) if len(y) else 0
+    if k < 2 or smallest < k:
+        raise ProbesError(f"--cv {k}: needs k >= 2 and at least k images in every class (smallest class has {smallest})")
+    oof = np.zeros((len(y), len(feats.classes)), dtype=np.float32)
+    chosen_all, table = [], []
+    for fold, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=req.seed).split(x, y)):
+        norm = Normalizer(req.normalize or DEFAULT_NORM[req.head]).fit(x[tr])
+        head, t, chosen = _select(req, norm.transform(x[tr]), y[tr], norm.transform(x[va]), y[va])
+        oof[va] = head.predict_proba(norm.transform(x[va]))
+        chosen_all.append(chosen)
+        table += [dict(row, fold=fold) for row in t]
+    chosen = _consensus(chosen_all)
+    norm = Normalizer(req.normalize or DEFAULT_NORM[req.head]).fit(x)
+    head = make_head(req.head, seed=req.seed, device=req.device, params={**req.params, **chosen}).fit(norm.transform(x), y)
+    metrics = classification_metrics(oof, y, feats.classes)
+    mode = f"{k}-fold CV ({'no val split' if 'val' not in feats.splits else 'train+val'}), refit on all"
+    return head, norm, table, chosen, mode, metrics, {"oof": Predictions(ids, oof, y)}
+
+
+def _consensus(chosen: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per parameter: the median of numbers (regularisation strengths vary smoothly), else the most common value."""
+    out: dict[str, Any] = {}
+    for key in chosen[0] if chosen else []:
+        vals = [c[key] for c in chosen]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            med = float(np.median(vals))
+            out[key] = type(vals[0])(med) if isinstance(vals[0], int) else med
+        else:
+            out[key] = Counter(map(repr, vals)).most_common(1)[0][0]
+            out[key] = next(v for v in vals if repr(v) == out[key])
+    return out
