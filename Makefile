@@ -21,6 +21,12 @@ demo: install
 	$(VENV)/bin/featstore demo-data $(DEMO)
 	$(VENV)/bin/featstore extract --model pixels --data $(DEMO)
 	$(VENV)/bin/featstore ls
+	$(VENV)/bin/probes fit --features pixels --head logistic
+	$(VENV)/bin/probes fit --features pixels --head mlp --final
+	$(VENV)/bin/probes runs
+	$(VENV)/bin/probes evaluate
+	$(VENV)/bin/probes submit --out submission.csv
+	@echo "demo done: submission.csv; plots in the newest runs/<id>/ folder (confusion-val.png, per-class-val.png)"
 
 bench: install
 	$(PY) bench/extract.py

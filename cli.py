@@ -57,12 +57,16 @@ class RateColumn(ProgressColumn):
 
 
 class RichProgress:
-    """extract's Progress protocol drawn with rich, one bar per split, on stderr."""
+    """extract's Progress protocol drawn with rich, one bar per split, on stderr.
 
-    def __init__(self) -> None:
+    `label` (e.g. "rank 0/4") tags each bar of a worker that does only a slice of the split.
+    """
+
+    def __init__(self, label: str = "") -> None:
         self.bar = Progress(TextColumn("[bold]{task.description:>6}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False)
         self.task: Any = None
+        self.label = label
 
     def __enter__(self) -> "RichProgress":
         self.bar.start()
@@ -72,7 +76,7 @@ class RichProgress:
         self.bar.stop()
 
     def start(self, split: str, total: int) -> None:
-        self.task = self.bar.add_task(split, total=total)
+        self.task = self.bar.add_task(f"{split} ({self.label})" if self.label else split, total=total)
 
     def advance(self, n: int) -> None:
         self.bar.advance(self.task, n)
@@ -92,37 +96,123 @@ def human_bytes(n: float) -> str:
 # ----------------------------------------------------------------------------- featstore commands
 
 
+# Options that name a feature set: extract and merge must spell them the same way to find the same set.
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Encoder name (see `featstore models`), timm:<model> or open_clip:<arch>:<tag>.")]
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: train_images/ val_images/ test_images/ (or train/ val/ test/), or train.csv + test.csv.")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(help="Local weights: safetensors or a weights-only .pth/.bin state dict of this model (offline use).")]
+RandomWeightsOpt = Annotated[bool, typer.Option("--random-weights", help="Random-initialised model (benchmarks only); recorded in the manifest.")]
+SplitsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated splits to extract, e.g. train,val. Default: every split found.")]
+NameOpt = Annotated[Optional[str], typer.Option(help="Dataset name in the store key. Default: the --data folder's resolved path.")]
+WaitOpt = Annotated[bool, typer.Option(help="If another process is writing this feature set, wait for it instead of exiting.")]
+
+
 @featstore_app.command()
 @boundary
 def extract(
-    model: Annotated[str, typer.Option("--model", "-m", help="Encoder name (see `featstore models`), timm:<model> or open_clip:<arch>:<tag>.")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Dataset folder: train_images/ val_images/ test_images/ (or train/ val/ test/), or train.csv + test.csv.")],
+    model: ModelOpt,
+    data: DataOpt,
     cache: CacheOpt = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Local weights: safetensors or a weights-only .pth/.bin state dict of this model (offline use).")] = None,
-    random_weights: Annotated[bool, typer.Option("--random-weights", help="Random-initialised model (benchmarks only); recorded in the manifest.")] = False,
-    splits: Annotated[Optional[str], typer.Option(help="Comma-separated splits to extract, e.g. train,val. Default: every split found.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Dataset name in the store key. Default: the --data folder's resolved path.")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")] = "auto",
+    weights: WeightsOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    splits: SplitsOpt = None,
+    name: NameOpt = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA if available; under torchrun cuda:LOCAL_RANK), cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16. Part of the key.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")] = 64,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Decode worker processes. Default: all cores (up to 8) on CUDA, half of them on CPU.")] = None,
     shard_rows: Annotated[int, typer.Option(min=1, help="Rows per shard file; a killed run loses at most the shard in progress.")] = 4096,
-    wait: Annotated[bool, typer.Option(help="If another process is writing this feature set, wait for it instead of exiting.")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="Run as worker I of N (slurm arrays, shell loops): embed items I, I+N, ... of each split, then `featstore merge`. Under torchrun (`torchrun --nproc-per-node N -m featstore extract ...`) ranks split the work by themselves.", metavar="I/N")] = None,
+    wait: WaitOpt = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder (GPU, long runs).")] = False,
 ) -> None:
     """Embed every image of every split once; rerunning computes only new or changed images."""
+    from contextlib import nullcontext
+
+    from featstore.distributed import resolve_rank
     from featstore.extract import ExtractOptions, extract as run_extract
 
     opts = ExtractOptions(device=device, precision=precision, batch_size=batch_size, workers=workers,
                           shard_rows=shard_rows, wait=wait, compile=compile)
-    with RichProgress() as progress:
+    rank = resolve_rank(shard)
+    drawn = rank.lead or not rank.torchrun  # torchrun ranks share one terminal: only rank 0 draws
+    label = "" if rank.alone else f"{'rank' if rank.torchrun else 'shard'} {rank.label}"
+    with RichProgress(label) if drawn else nullcontext() as progress:
         report = run_extract(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
-                             splits=splits.split(",") if splits else None, name=name, options=opts, progress=progress)
+                             splits=splits.split(",") if splits else None, name=name, options=opts, progress=progress,
+                             rank=rank)
+    if not drawn:
+        return
     render_extract_report(report)
+    names = dict(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights, splits=splits,
+                 name=name, precision=report.precision)
+    if report.merge is not None:
+        render_merge_issues(report.merge, _set_command("extract", **names))
+    elif not rank.alone:
+        err.print(f"shard {rank.label} done; when every shard has finished: {_set_command('merge', **names)}",
+                  highlight=False, soft_wrap=True)
+
+
+def _set_command(command: str, *, model: str, data: Path, cache: Optional[Path], weights: Optional[Path],
+                 random_weights: bool, splits: Optional[str], name: Optional[str], precision: str) -> str:
+    """The featstore command line that names the same feature set (for hints)."""
+    import shlex
+
+    args = ["featstore", command, "--model", model, "--data", str(data)]
+    for flag, value in (("--cache", cache), ("--weights", weights), ("--splits", splits), ("--name", name)):
+        if value:
+            args += [flag, str(value)]
+    args += ["--random-weights"] if random_weights else []
+    return shlex.join([*args, "--precision", precision])
+
+
+@featstore_app.command()
+@boundary
+def merge(
+    model: ModelOpt,
+    data: DataOpt,
+    cache: CacheOpt = None,
+    weights: WeightsOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    splits: SplitsOpt = None,
+    name: NameOpt = None,
+    precision: Annotated[str, typer.Option(help="Precision the workers ran at. auto: the one whose shards exist.")] = "auto",
+    wait: WaitOpt = False,
+) -> None:
+    """Assemble a feature set from the shards of `featstore extract --shard I/N` workers; computes no vector."""
+    from featstore.extract import merge as run_merge
+
+    report = run_merge(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
+                       splits=splits.split(",") if splits else None, name=name, precision=precision, wait=wait)
+    table = Table(title=f"{report.encoder}  {report.key}  (merged)", title_justify="left")
+    for col in ("split", "images", "stored", "failed", "missing"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for r in report.splits:
+        table.add_row(r.split, f"{r.images:,}", f"{r.stored:,}", f"{r.failed:,}", f"{r.missing:,}")
+    out.print(table)
+    out.print(f"store: {report.folder}", highlight=False)
+    cmd = _set_command("extract", model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
+                       splits=splits, name=name, precision=report.precision)
+    render_merge_issues(report, cmd)
+
+
+def render_merge_issues(report: Any, extract_cmd: str) -> None:
+    """Workers still running, then images with no vector: one line, exit 1 (the set is not complete)."""
+    if report.running:
+        err.print(f"[yellow]{len(report.running)} workers still running[/] ({', '.join(report.running)}): "
+                  "merge again when they finish", highlight=False, soft_wrap=True)
+    if report.missing:
+        first = report.missing[0]
+        err.print(f"[bold red]error:[/] {len(report.missing):,} images have no stored vector yet "
+                  f"(e.g. {first['split']}/{first['id']}): finish the --shard workers that did not complete, "
+                  f"or run `{extract_cmd}` to compute them", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def render_extract_report(report: Any) -> None:
-    table = Table(title=f"{report.encoder}  {report.key}", title_justify="left")
+    title = f"{report.encoder}  {report.key}"
+    if not report.rank.alone:
+        title += f"  ({report.rank.count} torchrun ranks)" if report.merge else f"  (shard {report.rank.label})"
+    table = Table(title=title, title_justify="left")
     for col in ("split", "images", "extracted", "reused", "failed", "seconds", "images/s"):
         table.add_column(col, justify="right" if col != "split" else "left")
     for r in report.splits:

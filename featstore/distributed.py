@@ -126,3 +126,12 @@ def gather_to_lead(rank: Rank, obj: Any) -> list[Any]:
     out: list[Any] = [None] * rank.count if rank.lead else []
     dist.gather_object(obj, out if rank.lead else None, dst=0)
     return out
+
+
+def resolve_rank(shard: str | None, env: dict[str, str] | None = None) -> Rank:
+    """torchrun's environment, else `--shard I/N`, else the single worker; both at once is an error."""
+    launched = torchrun_rank(env)
+    if launched and shard:
+        raise ExtractionError(f"--shard {shard} under torchrun (rank {launched.label}): torchrun already splits "
+                              "the work; drop --shard")
+    return launched or (parse_shard(shard) if shard else Rank())

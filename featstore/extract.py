@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from featstore.datasets import ImageItem, scan_dataset
+from featstore.datasets import Dataset, ImageItem, scan_dataset
+from featstore.distributed import Rank, barrier, bind_device, gather_to_lead, process_group
 from featstore.encoders import EncoderSpec, create_encoder, get_spec
 from featstore.encoders.registry import backend_for
 from featstore.encoders.weights import check_weights_file, file_identity
-from featstore.errors import ExtractionError, NonFiniteError
+from featstore.errors import ExtractionError, ImageDecodeError, NonFiniteError, StoreError
+from featstore.images import read_bytes, sha1_bytes
 from featstore.loader import ImageWork, default_workers, make_loader
 from featstore.runtime import Runtime, bad_rows, encode_batch, prepare_model, resolve_runtime
 from featstore.store import FeatureSetWriter, SplitIndex, default_cache, encoder_dirname, feature_key, now_iso
+from featstore.store.keys import MANIFEST
+from featstore.store.shards import shard_files
+from featstore.store.writer import busy_worker_locks
 
 
 class Progress(Protocol):
@@ -63,6 +68,30 @@ class SplitReport:
 
 
 @dataclass
+class MergeSplit:
+    split: str
+    images: int = 0
+    stored: int = 0
+    failed: int = 0
+    missing: int = 0
+    hashed: int = 0  # stored by a worker that died before recording it: verified by re-hashing the file
+
+
+@dataclass
+class MergeReport:
+    """What a merge found: per split, images in the index, failed, and missing (no vector, no failure)."""
+
+    encoder: str
+    key: str
+    folder: Path
+    splits: list[MergeSplit] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    missing: list[dict[str, str]] = field(default_factory=list)  # {"split", "id"}
+    running: list[str] = field(default_factory=list)  # worker locks still held: those workers are not done
+    precision: str = ""
+
+
+@dataclass
 class ExtractReport:
     encoder: str
     key: str
@@ -70,6 +99,9 @@ class ExtractReport:
     splits: list[SplitReport] = field(default_factory=list)
     failures: list[dict[str, str]] = field(default_factory=list)
     store_bytes: int = 0
+    rank: Rank = Rank()
+    precision: str = ""
+    merge: MergeReport | None = None  # torchrun rank 0: the merge after every rank finished
 
 
 def feature_set_fields(spec: EncoderSpec, *, weights: str, precision: str, views: int, dataset: str) -> dict[str, Any]:
@@ -86,39 +118,195 @@ def weights_identity(spec: EncoderSpec, *, weights: Path | None, random_weights:
     return backend_for(spec).weights_identity(spec)
 
 
-def extract(*, model: str, data: str | Path, cache: str | Path | None = None, weights: str | Path | None = None,
-            random_weights: bool = False, splits: list[str] | None = None, name: str | None = None,
-            options: ExtractOptions = ExtractOptions(), progress: Progress | None = None) -> ExtractReport:
-    """Embed every image of the chosen splits; returns what was done. Raises FeatstoreError subclasses."""
+@dataclass(frozen=True)
+class SetDefinition:
+    """A feature set as the options define it: its key, folder and manifest header, and the scanned dataset."""
+
+    spec: EncoderSpec
+    dataset: Dataset
+    fields: dict[str, Any]
+    key: str
+    folder: Path
+    header: dict[str, Any]
+
+
+def define_set(*, model: str, data: str | Path, cache: str | Path | None, weights: Path | None,
+               random_weights: bool, splits: list[str] | None, name: str | None, precision: str) -> SetDefinition:
+    """Everything that names the feature set; `precision` is already resolved (fp32/fp16/bf16)."""
     if weights and random_weights:
         raise ExtractionError("--weights and --random-weights exclude each other")
     spec = get_spec(model)
     dataset = scan_dataset(data, splits=splits)
-    rt = resolve_runtime(options.device, options.precision)
-    wpath = Path(weights) if weights else None
-    fields = feature_set_fields(spec, weights=weights_identity(spec, weights=wpath, random_weights=random_weights),
-                                precision=rt.precision, views=1, dataset=name or str(dataset.root))
+    fields = feature_set_fields(spec, weights=weights_identity(spec, weights=weights, random_weights=random_weights),
+                                precision=precision, views=1, dataset=name or str(dataset.root))
     key = feature_key(fields)
     folder = Path(cache or default_cache()) / encoder_dirname(spec.name) / key
     header = {"encoder": spec.name, "dim": spec.dim, "views": 1, "dtype": "float16", "classes": list(dataset.classes),
-              "random_weights": random_weights, "weights_source": str(wpath) if wpath else spec.weights_hint,
+              "random_weights": random_weights, "weights_source": str(weights) if weights else spec.weights_hint,
               "dataset": {"root": str(dataset.root), "name": fields["dataset"], "layout": dataset.layout,
                           "test_order": list(dataset.test_order) if dataset.test_order else None}}
-    report = ExtractReport(encoder=spec.name, key=key, folder=folder)
-    job = _Job(spec, rt, options, wpath, random_weights, progress or _Silent())
+    return SetDefinition(spec, dataset, fields, key, folder, header)
+
+
+def extract(*, model: str, data: str | Path, cache: str | Path | None = None, weights: str | Path | None = None,
+            random_weights: bool = False, splits: list[str] | None = None, name: str | None = None,
+            options: ExtractOptions = ExtractOptions(), progress: Progress | None = None,
+            rank: Rank = Rank()) -> ExtractReport:
+    """Embed every image of the chosen splits; returns what was done. Raises FeatstoreError subclasses.
+
+    `rank`: this process is worker I of N and embeds only items I, I+N, ... of each sorted split. Under
+    torchrun (rank.torchrun) the ranks then meet at a barrier and rank 0 merges the manifest; with
+    `--shard I/N` alone, `merge` (or the next plain extract) does.
+    """
+    options = replace(options, device=bind_device(rank, options.device))
+    rt = resolve_runtime(options.device, options.precision)
+    wpath = Path(weights) if weights else None
+    fs = define_set(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
+                    splits=splits, name=name, precision=rt.precision)
+    job = _Job(fs.spec, rt, options, wpath, random_weights, progress or _Silent())
+    with process_group(rank, rt.device):
+        report = _extract_slice(fs, job, rank)
+        if not rank.torchrun:
+            return report
+        barrier(rank)  # every rank has flushed its shards and written its parts
+        reports = gather_to_lead(rank, report)
+        if rank.lead:
+            report = _combine(reports, merge=_merge(fs, wait=True, note={"ranks": rank.count, "device": str(rt.device)}))
+        return report
+
+
+def _extract_slice(fs: SetDefinition, job: _Job, rank: Rank) -> ExtractReport:
+    """This worker's share of every split into the store (all of it when alone)."""
+    report = ExtractReport(encoder=fs.spec.name, key=fs.key, folder=fs.folder, rank=rank,
+                           precision=fs.fields["precision"])
     started = now_iso()
-    if not folder.exists():
+    if not fs.folder.exists():
         job.model()  # first run: missing weights fail before anything is created
-    with FeatureSetWriter(folder, key=key, key_fields=fields, header=header, shard_rows=options.shard_rows,
-                          wait=options.wait) as writer:
-        for split, items in dataset.splits.items():
-            report.splits.append(job.run_split(writer, split, list(items)))
-            report.failures += [dict(f, split=split) for f in writer.manifest["splits"][split]["failures"]]
-        writer.record_run({"started": started, "finished": now_iso(), "device": str(rt.device),
-                           "batch_size": options.batch_size,
-                           **{f"{r.split}_extracted": r.extracted for r in report.splits}})
-    report.store_bytes = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    with FeatureSetWriter(fs.folder, key=fs.key, key_fields=fs.fields, header=fs.header,
+                          shard_rows=job.options.shard_rows, wait=job.options.wait, lock_name=rank.lock_name,
+                          publish=rank.alone) as writer:
+        for split, items in fs.dataset.splits.items():
+            rep, failures = job.run_split(writer, split, rank.take(items), rank=rank)
+            report.splits.append(rep)
+            report.failures += [dict(f, split=split) for f in failures]
+        if rank.alone:
+            writer.record_run({"started": started, "finished": now_iso(), "device": str(job.rt.device),
+                               "batch_size": job.options.batch_size,
+                               **{f"{r.split}_extracted": r.extracted for r in report.splits}})
+    report.store_bytes = _folder_bytes(fs.folder)
     return report
+
+
+def _combine(reports: list[ExtractReport], *, merge: MergeReport) -> ExtractReport:
+    """Rank 0's view of a torchrun extraction: counts summed over ranks, time of the slowest rank."""
+    first = reports[0]
+    splits = []
+    for k, rep in enumerate(first.splits):
+        parts = [r.splits[k] for r in reports]
+        splits.append(SplitReport(rep.split, images=sum(p.images for p in parts),
+                                  extracted=sum(p.extracted for p in parts), reused=sum(p.reused for p in parts),
+                                  failed=sum(p.failed for p in parts), seconds=max(p.seconds for p in parts)))
+    return replace(first, splits=splits, failures=merge.failures, store_bytes=_folder_bytes(first.folder), merge=merge)
+
+
+def merge(*, model: str, data: str | Path, cache: str | Path | None = None, weights: str | Path | None = None,
+          random_weights: bool = False, splits: list[str] | None = None, name: str | None = None,
+          precision: str = "auto", wait: bool = False) -> MergeReport:
+    """Assemble manifest and index from the shards and parts that `--shard I/N` workers finished.
+
+    Computes no vector: each image's content hash comes from a worker's part (trusted while the file's
+    size and mtime are unchanged) or, for a worker killed before writing its part, from re-reading the
+    file. What is neither stored nor recorded as failed is reported as missing.
+    """
+    wpath = Path(weights) if weights else None
+    fs = _locate(define_set(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
+                            splits=splits, name=name, precision="fp32"), precision)
+    return _merge(fs, wait=wait, note={"merged": True})
+
+
+def _locate(fs: SetDefinition, precision: str) -> SetDefinition:
+    """The set for `precision`; with auto, the one whose shards exist.
+
+    auto means fp16 on a GPU and fp32 on a CPU, and a merge often runs on a login node without the
+    GPU the workers had: guessing from the local device would name another feature set.
+    """
+    names = ("fp16", "fp32", "bf16") if precision == "auto" else (resolve_runtime("cpu", precision).precision,)
+    sets = [_with_precision(fs, p) for p in names]
+    found = [s for s in sets if s.folder.is_dir() and (shard_files(s.folder) or (s.folder / MANIFEST).exists())]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise StoreError(f"nothing to merge: no shards of this feature set in {fs.folder.parent} "
+                         f"(looked for precision {', '.join(names)}); run featstore extract --shard I/N first")
+    have = ", ".join(s.fields["precision"] for s in found)
+    raise StoreError(f"shards of this feature set exist for precisions {have}; choose one with --precision")
+
+
+def _with_precision(fs: SetDefinition, precision: str) -> SetDefinition:
+    fields = {**fs.fields, "precision": precision}
+    key = feature_key(fields)
+    return replace(fs, fields=fields, key=key, folder=fs.folder.parent / key)
+
+
+def _merge(fs: SetDefinition, *, wait: bool, note: dict[str, Any]) -> MergeReport:
+    """Under the main lock: adopt every shard, build each split's index from the full item list."""
+    report = MergeReport(encoder=fs.spec.name, key=fs.key, folder=fs.folder, precision=fs.fields["precision"],
+                         running=busy_worker_locks(fs.folder))
+    started = now_iso()
+    with FeatureSetWriter(fs.folder, key=fs.key, key_fields=fs.fields, header=fs.header, wait=wait) as writer:
+        for split, items in fs.dataset.splits.items():
+            rep, failed, missing = _merge_split(writer, split, list(items))
+            report.splits.append(rep)
+            report.failures += [dict(f, split=split) for f in failed]
+            report.missing += [{"split": split, "id": i} for i in missing]
+        writer.record_run({"started": started, "finished": now_iso(), **note,
+                           **{f"{r.split}_missing": r.missing for r in report.splits if r.missing}})
+    return report
+
+
+def _merge_split(writer: FeatureSetWriter, split: str,
+                 items: list[ImageItem]) -> tuple[MergeSplit, list[dict[str, str]], list[str]]:
+    done, todo, stats, failures = _plan(writer, split, items)
+    hashed = _verify_by_hash(writer, split, todo, done, failures)
+    recorded = writer.part_failures(split)
+    missing = []
+    for item in todo:
+        if item.id in done or item.id in failures:
+            continue
+        if item.id in recorded:
+            failures[item.id] = recorded[item.id]
+        else:
+            missing.append(item.id)
+    index = _build_index(items, done, stats)
+    failed = [{"id": i, "reason": r} for i, r in sorted(failures.items())]
+    writer.commit_split(split, index, failed, missing=len(missing))
+    rep = MergeSplit(split, images=len(items), stored=len(index), failed=len(failed), missing=len(missing),
+                     hashed=hashed)
+    return rep, failed, missing
+
+
+def _verify_by_hash(writer: FeatureSetWriter, split: str, todo: list[ImageItem], done: dict[str, str],
+                    failures: dict[str, str]) -> int:
+    """Images a worker stored but never recorded (killed before writing its part): the stored vector
+    counts only if the file still hashes to the sha1 stored with it. Reads files, computes no vector."""
+    ids = writer.stored_ids(split)
+    count = 0
+    for item in todo:
+        if item.id not in ids:
+            continue
+        try:
+            sha = sha1_bytes(read_bytes(item.path))
+        except ImageDecodeError as e:
+            failures[item.id] = str(e)
+            continue
+        if writer.is_stored(split, item.id, sha):
+            done[item.id] = sha
+            count += 1
+    return count
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
 class _Job:
@@ -136,7 +324,8 @@ class _Job:
             self._model = (prepare_model(model, self.rt, compile=self.options.compile), preprocess)
         return self._model
 
-    def run_split(self, writer: FeatureSetWriter, split: str, items: list[ImageItem]) -> SplitReport:
+    def run_split(self, writer: FeatureSetWriter, split: str, items: list[ImageItem], *,
+                  rank: Rank) -> tuple[SplitReport, list[dict[str, str]]]:
         t0 = time.perf_counter()
         rep = SplitReport(split, images=len(items))
         done, todo, stats, failures = _plan(writer, split, items)
@@ -150,11 +339,15 @@ class _Job:
         self.progress.end()
         rep.failed = len(failures)
         index = _build_index(items, done, stats)
-        writer.commit_split(split, index, [{"id": i, "reason": r} for i, r in sorted(failures.items())])
+        failed = [{"id": i, "reason": r} for i, r in sorted(failures.items())]
+        if rank.alone:
+            writer.commit_split(split, index, failed)
+        else:
+            writer.commit_part(split, index, failed, rank=rank.index, count=rank.count)
         rep.seconds = time.perf_counter() - t0
-        return rep
+        return rep, failed
 
-    def _compute(self, writer: FeatureSetWriter, split: str, todo: list[ImageItem], stats: dict[str, os.stat_result],
+    def _compute(self, writer: FeatureSetWriter, split: str, todo: list[ImageItem], stats: dict[str, tuple[int, int]],
                  done: dict[str, str], failures: dict[str, str], rep: SplitReport) -> None:
         model, preprocess = self.model()
         workers = default_workers(self.rt.cuda) if self.options.workers is None else self.options.workers
@@ -180,12 +373,15 @@ class _Job:
 
 
 def _plan(writer: FeatureSetWriter, split: str, items: list[ImageItem]):
-    """Split items into already stored (by unchanged stat + stored hash), to compute, and unreadable."""
-    prev = writer.previous_index(split)
-    known = {i: (h, s, m) for i, h, s, m in zip(prev.ids, prev.sha1, prev.size, prev.mtime_ns)}
+    """Split items into already stored (by unchanged stat + stored hash), to compute, and unreadable.
+
+    The stat records come from the last index and from the parts of workers (--shard, torchrun ranks),
+    so a plain run after sharded ones re-reads nothing they finished.
+    """
+    known = writer.known(split)
     done: dict[str, str] = {}
     todo: list[ImageItem] = []
-    stats: dict[str, os.stat_result] = {}
+    stats: dict[str, tuple[int, int]] = {}  # (size, mtime_ns): a tuple is ~170 B per image, a stat_result ~700 B
     failures: dict[str, str] = {}
     for item in items:
         try:
@@ -193,22 +389,23 @@ def _plan(writer: FeatureSetWriter, split: str, items: list[ImageItem]):
         except OSError as e:
             failures[item.id] = f"cannot read file: {e.strerror or e}"
             continue
-        stats[item.id] = st
-        k = known.get(item.id)
-        if k and k[1] == st.st_size and k[2] == st.st_mtime_ns and writer.is_stored(split, item.id, k[0]):
-            done[item.id] = k[0]
+        stats[item.id] = stat = (st.st_size, st.st_mtime_ns)
+        sha = next((h for h, size, mtime in known.get(item.id, ())
+                    if (size, mtime) == stat and writer.is_stored(split, item.id, h)), None)
+        if sha is not None:
+            done[item.id] = sha
         else:
             todo.append(item)
     return done, todo, stats, failures
 
 
-def _build_index(items: list[ImageItem], done: dict[str, str], stats: dict[str, os.stat_result]) -> SplitIndex:
+def _build_index(items: list[ImageItem], done: dict[str, str], stats: dict[str, tuple[int, int]]) -> SplitIndex:
     rows = [i for i in items if i.id in done]  # items arrive sorted by id
     return SplitIndex(
         ids=np.array([i.id for i in rows], dtype=object), sha1=np.array([done[i.id] for i in rows], dtype=object),
         labels=np.array([i.label for i in rows], dtype=np.int64),
-        size=np.array([stats[i.id].st_size for i in rows], dtype=np.int64),
-        mtime_ns=np.array([stats[i.id].st_mtime_ns for i in rows], dtype=np.int64),
+        size=np.array([stats[i.id][0] for i in rows], dtype=np.int64),
+        mtime_ns=np.array([stats[i.id][1] for i in rows], dtype=np.int64),
     )
 
 

@@ -22,6 +22,20 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def busy_worker_locks(folder: Path) -> list[str]:
+    """Worker locks (`.lock-rank-I-of-N`) held right now: those workers are still writing shards."""
+    busy = []
+    for path in sorted(Path(folder).glob(".lock-rank-*")) if Path(folder).is_dir() else []:
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            busy.append(path.name)
+            continue
+        lock.release()
+    return busy
+
+
 class FeatureSetWriter:
     """Context manager that owns a feature set folder while extracting into it.
 
