@@ -14,8 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-out = Console()  # results
-err = Console(stderr=True)  # progress, messages
+_WIDE = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120  # piped output: wide tables, not 80 columns
+out = Console(width=_WIDE)  # results
+err = Console(stderr=True, width=_WIDE)  # progress, messages
 DEBUG_VAR = "FEATSTORE_DEBUG"
 
 featstore_app = typer.Typer(help="Embed an image dataset once with a frozen encoder; keep the vectors in an HDF5 store.",
@@ -40,6 +41,14 @@ def boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get(DEBUG_VAR):
                 raise
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)  # one line; traceback: FEATSTORE_DEBUG=1
+            raise typer.Exit(1) from None
+        except typer.Exit:
+            raise
+        except Exception as e:  # a bug: still one line by default, the traceback on demand
+            if os.environ.get(DEBUG_VAR):
+                raise
+            err.print(f"[bold red]error:[/] unexpected {type(e).__name__}: {e} (a bug; {DEBUG_VAR}=1 shows the traceback)",
+                      highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: finished shards are kept; rerun the same command to resume")
