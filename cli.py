@@ -298,6 +298,12 @@ def info(ref: Annotated[str, typer.Argument(help="Feature set key (or prefix), e
     out.print(table)
     for f in fs.failures():
         out.print(f"  failed {f['split']}/{f['id']}: {f['reason']}", highlight=False)
+    from featstore.leaks import shared_images
+
+    for (a, b), pairs in shared_images(fs).items():
+        eg = pairs[0]
+        err.print(f"[yellow]warning:[/] {len(pairs)} {b} images are byte-identical to {a} images "
+                  f"(e.g. {a}/{eg[0]} = {b}/{eg[1]}): {b} accuracy will be optimistic", highlight=False)
     for h in m.get("history", [])[-5:]:
         out.print(f"  run {h.get('started')} -> {h.get('finished')} on {h.get('device')}", style="dim")
 

@@ -191,3 +191,13 @@ def test_ls_lists_sets_and_copies_are_independent(tmp_path: Path) -> None:
     assert len(sets) == 2 and len({s.key for s in sets}) == 2
     shutil.rmtree(root)
     assert open_feature_set(sets[0].key[:6], cache=tmp_path / "cache").load("train").features.shape[0] == 9
+
+
+def test_info_warns_about_images_shared_between_splits(tmp_path: Path) -> None:
+    from featstore.leaks import shared_images
+
+    root = write_folder_dataset(tmp_path / "data")
+    shutil.copy(root / "train_images" / "dog" / "dog_000.png", root / "val_images" / "dog" / "copy.png")
+    extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    shared = shared_images(open_feature_set("pixels", cache=tmp_path / "cache"))
+    assert shared == {("train", "val"): [("dog/dog_000.png", "dog/copy.png")]}
