@@ -1,0 +1,228 @@
+"""Benchmark: heads vs scikit-learn on EVA-CLIP-shaped features, each run a fresh process.
+
+Usage: python bench/probe_fit.py [--quick] [--repeats N]
+
+Features come from ../shared/bench/make_probe_features.py (20,000 train / 2,500 val,
+dim 1408, 500 classes; --quick: 100 classes, 4,000 / 500) and are cached in bench/out/.
+Every measured run is a separate Python process timed from the outside (imports, loading,
+fit and predict included), all in the same invocation so the ratios compare like with like.
+The fraction of matmul peak is the solver's matmul FLOPs (counted by the torch profiler in
+an extra, untimed run) over its fit time, against torch.mm measured here at the solver's
+shapes. Prints a markdown table and writes bench/out/probe_fit.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "out"
+MAKER = REPO.parent / "shared" / "bench" / "make_probe_features.py"
+SIZES = {"full": {}, "quick": {"C": 100, "n_tr": 4000, "n_va": 500}}
+RUNS = ("sklearn", "logistic", "logistic_sweep16", "mlp")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def features(quick: bool) -> Path:
+    """The cached npz (generated once with the shared maker's ``make``)."""
+    path = OUT / f"probe_features{'_quick' if quick else ''}.npz"
+    if path.exists():
+        return path
+    spec = importlib.util.spec_from_file_location("make_probe_features", MAKER)
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    (xt, yt), (xv, yv) = maker.make(**SIZES["quick" if quick else "full"])
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, X=xt, y=yt, X_val=xv, y_val=yv)
+    tmp.rename(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- children
+
+
+def child(name: str, data: Path) -> dict:
+    """One measured run; returns what the parent prints (val top-1 and run details)."""
+    t0 = time.perf_counter()
+    arrays = np.load(data)
+    X, y, Xv, yv = arrays["X"], arrays["y"], arrays["X_val"], arrays["y_val"]
+    t1 = time.perf_counter()
+    info = RUNNERS[name](X, y, Xv, yv)
+    info.update(load_s=t1 - t0, fit_predict_s=time.perf_counter() - t1)
+    return info
+
+
+def run_sklearn(X, y, Xv, yv) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(X, y)
+    return {"val_top1": float((model.predict(Xv) == yv).mean()), "n_iter": int(model.n_iter_[0])}
+
+
+def run_logistic(X, y, Xv, yv) -> dict:
+    sys.path.insert(0, str(REPO))
+    from probes.heads import LogisticHead
+
+    t0 = time.perf_counter()
+    head = LogisticHead().fit(X, y, X_val=Xv, y_val=yv)
+    return {"val_top1": float((head.predict(Xv) == yv).mean()), "C": head.C_,
+            "shrink": head.shrink_, "points": len(head.selection_), "n_iter": head.n_iter_,
+            "fit_s": time.perf_counter() - t0}
+
+
+def run_logistic_flops(X, y, Xv, yv) -> dict:
+    """Untimed: matmul FLOPs of the same fit, from the torch profiler."""
+    sys.path.insert(0, str(REPO))
+    import torch
+    from torch.profiler import profile
+
+    from probes.heads import LogisticHead
+
+    with profile(with_flops=True) as prof:
+        LogisticHead().fit(X, y, X_val=Xv, y_val=yv)
+    flops = sum(e.flops for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm"))
+    return {"matmul_gflop": flops / 1e9, "val_top1": float("nan"), "torch": torch.__version__}
+
+
+def run_sweep16(X, y, Xv, yv) -> dict:
+    sys.path.insert(0, str(REPO))
+    from probes.sweep import sweep
+
+    k, n = len(np.unique(y)), len(y)
+    grid = {"C": [k / (lam_k * n) for lam_k in (10, 3.16, 1, 0.316)],
+            "shrink": [0.316, 1.0, 3.16, 10.0]}
+    res = sweep("logistic", grid, X, y, Xv, yv)
+    return {"val_top1": float((res.best_head.predict(Xv) == yv).mean()),
+            "configs": len(res.table), "best": res.best_params}
+
+
+def run_mlp(X, y, Xv, yv) -> dict:
+    sys.path.insert(0, str(REPO))
+    from probes.heads import MLPHead
+
+    head = MLPHead().fit(X, y, X_val=Xv, y_val=yv)
+    return {"val_top1": float((head.predict(Xv) == yv).mean()), "best_epoch": head.best_epoch_,
+            "epochs_run": head.epochs_run_}
+
+
+RUNNERS = {"sklearn": run_sklearn, "logistic": run_logistic, "logistic_flops": run_logistic_flops,
+           "logistic_sweep16": run_sweep16, "mlp": run_mlp}
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+def timed(name: str, data: Path) -> dict:
+    """Run one child process; wall time measured from outside, result read from stdout."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", name, "--data", str(data)],
+                          capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_s": wall}
+
+
+def matmul_gflops(n: int, d: int, k: int) -> dict[str, float]:
+    """torch.mm GFLOP/s at the solver's shape ([n, d] x [d, K]), fp32 and bf16."""
+    import torch
+
+    out = {}
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, d).to(dtype), torch.randn(d, k).to(dtype)
+        a @ b
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t0)
+        out[label] = 2 * n * d * k / statistics.median(times) / 1e9
+    return out
+
+
+def measure(quick: bool, repeats: int) -> dict:
+    data = features(quick)
+    with np.load(data) as arrays:
+        n, d = arrays["X"].shape
+        k = len(np.unique(arrays["y"]))
+    results = {name: [] for name in RUNS}
+    for _ in range(repeats):  # interleaved, so that load on a shared machine hits all alike
+        for name in RUNS:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            results[name].append(timed(name, data))
+    flops = timed("logistic_flops", data)
+    return {"quick": quick, "shape": {"n": n, "d": d, "classes": k}, "repeats": repeats,
+            "runs": results, "matmul_gflops": matmul_gflops(n, d + 1, k),
+            "logistic_matmul_gflop": flops["matmul_gflop"]}
+
+
+def summarize(report: dict) -> dict:
+    med = {name: statistics.median(r["wall_s"] for r in runs)
+           for name, runs in report["runs"].items()}
+    fit = statistics.median(r["fit_s"] for r in report["runs"]["logistic"])
+    achieved = report["logistic_matmul_gflop"] / fit
+    return {"wall_s": med, "speedup_vs_sklearn": {k: med["sklearn"] / v for k, v in med.items()},
+            "sweep16_over_single": med["logistic_sweep16"] / med["logistic"],
+            "logistic_fit_s": fit, "logistic_gflop_per_s": achieved,
+            "fraction_of_bf16_peak": achieved / report["matmul_gflops"]["bf16"],
+            "fraction_of_fp32_peak": achieved / report["matmul_gflops"]["fp32"]}
+
+
+LABELS = {"sklearn": "scikit-learn `LogisticRegression()` default",
+          "logistic": "`LogisticHead()` (C and shrink chosen on val)",
+          "logistic_sweep16": "logistic sweep, 16 configs (4 C x 4 shrink)",
+          "mlp": "`MLPHead()` default (early stopping on val)"}
+
+
+def markdown(report: dict, summary: dict) -> str:
+    shape = report["shape"]
+    lines = [f"Features: {shape['n']} train x {shape['d']} dims, {shape['classes']} classes; "
+             f"median of {report['repeats']} run(s), each a fresh process.", "",
+             "| run | wall s (whole process) | val top-1 | speed vs scikit-learn |",
+             "|---|---|---|---|"]
+    for name in RUNS:
+        top1 = statistics.median(r["val_top1"] for r in report["runs"][name])
+        lines.append(f"| {LABELS[name]} | {summary['wall_s'][name]:.1f} | {top1:.1%} | "
+                     f"{summary['speedup_vs_sklearn'][name]:.2f}x |")
+    mm = report["matmul_gflops"]
+    lines += ["", f"16-config sweep / one fit: {summary['sweep16_over_single']:.2f}x. "
+              f"LogisticHead fit+predict (imports excluded) {summary['logistic_fit_s']:.2f} s, "
+              f"{report['logistic_matmul_gflop']:.0f} GFLOP in matmuls = "
+              f"{summary['logistic_gflop_per_s']:.0f} GFLOP/s, "
+              f"{summary['fraction_of_bf16_peak']:.0%} of this machine's bf16 torch.mm "
+              f"({mm['bf16']:.0f} GFLOP/s; fp32 {mm['fp32']:.0f})."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="100 classes, 4,000 train images")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each kind (median)")
+    ap.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
+    ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.data)))
+        return
+    report = measure(args.quick, args.repeats)
+    summary = summarize(report)
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = "probe_fit_quick.json" if args.quick else "probe_fit.json"
+    (OUT / name).write_text(json.dumps({**report, "summary": summary}, indent=2, default=str))
+    print(markdown(report, summary))
+
+
+if __name__ == "__main__":
+    main()
