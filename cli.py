@@ -354,13 +354,15 @@ def fit(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same head.")] = 0,
     normalize: Annotated[Optional[str], typer.Option(help="standard (per feature, fitted on train), l2 or none. Default: standard.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")] = "auto",
+    memory_gb: Annotated[Optional[float], typer.Option("--memory-gb", help="Memory budget for train features (float32). Above it the logistic head streams blocks from the store instead of loading them. Default: $PROBES_MEMORY_GB or 4.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Head parameter NAME=VALUE, repeatable (e.g. -p C=0.1, -p hidden=1024, -p epochs=30).")] = None,
 ) -> None:
     """Train a head on cached features, select it on val, save a run (runs/<id>/)."""
     from probes.train import FitRequest, fit_run
 
     req = FitRequest(features=tuple(f.strip() for f in features.split(",") if f.strip()), head=head, sweep=sweep,
-                     final=final, cv=cv, seed=seed, normalize=normalize, device=device, params=_parse_params(param or []))
+                     final=final, cv=cv, seed=seed, normalize=normalize, device=device, params=_parse_params(param or []),
+                     memory_budget_gb=memory_gb)
     with err.status(f"fitting {head} on {features} ..."):
         res = fit_run(req, cache=cache, runs=runs)
     if res.table:

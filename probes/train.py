@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,39 @@ class FitRequest:
     device: str = "auto"
     params: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] | None = None
+    memory_budget_gb: float | None = None  # None: $PROBES_MEMORY_GB, else DEFAULT_MEMORY_GB
+
+
+DEFAULT_MEMORY_GB = 4.0
+
+
+def memory_budget_bytes(req: FitRequest) -> float:
+    """The budget for the train features held as float32: the request's, else $PROBES_MEMORY_GB, else 4 GB."""
+    gb = req.memory_budget_gb
+    if gb is None:
+        env = os.environ.get("PROBES_MEMORY_GB", "").strip()
+        try:
+            gb = float(env) if env else DEFAULT_MEMORY_GB
+        except ValueError:
+            raise ProbesError(f"PROBES_MEMORY_GB must be a number of GB, got {env!r}") from None
+    if not gb > 0:
+        raise ProbesError(f"the memory budget must be positive, got {gb!r} GB")
+    return gb * 1e9
+
+
+def streaming_reason(req: FitRequest, *, cache: Path | None = None) -> str | None:
+    """Why the train split must stream (it is over the memory budget), or None when it fits in memory.
+    Decided from the manifests (row counts and dims), before anything is loaded."""
+    from featstore.store import open_feature_set
+
+    if not req.features:
+        return None
+    sets = [open_feature_set(r, cache=cache) for r in req.features]
+    rows, dim = sets[0].count("train"), sum(s.dim for s in sets)
+    need, budget = rows * dim * 4, memory_budget_bytes(req)
+    if need <= budget:
+        return None
+    return (f"train {rows} rows x {dim} = {need / 1e9:.2f} GB float32 > budget {budget / 1e9:.2f} GB")
 
 
 @dataclass
@@ -79,14 +113,20 @@ def fit_run(req: FitRequest, *, cache: Path | None = None, runs: Path | None = N
     t0 = time.perf_counter()
     if req.head not in HEADS:
         raise ProbesError(f"unknown head {req.head!r}; expected one of {', '.join(HEADS)}")
-    feats = load_features(list(req.features), cache=cache)
-    train = feats.split("train")
-    if len(np.unique(train.labels)) < 2:
-        raise ProbesError("the train split needs at least two classes")
-    if req.cv or "val" not in feats.splits:
-        out = _fit_cv(req, feats)
+    reason = streaming_reason(req, cache=cache)
+    if reason is not None:
+        feats = load_features(list(req.features), cache=cache, splits=("val", "test"))
+        out = _fit_streaming(req, feats, reason)
     else:
-        out = _fit_holdout(req, feats)
+        feats = load_features(list(req.features), cache=cache)
+        train = feats.split("train")
+        if len(np.unique(train.labels)) < 2:
+            raise ProbesError("the train split needs at least two classes")
+        if req.cv or "val" not in feats.splits:
+            out = _fit_cv(req, feats)
+        else:
+            out = _fit_holdout(req, feats)
+        out = (*out[:4], out[4] + ", in memory", *out[5:])
     head, norm, table, chosen, mode, val_metrics, preds = out
     test = feats.splits.get("test")
     if test is not None:
@@ -128,6 +168,40 @@ def _fit_holdout(req: FitRequest, feats: Features):
         head.fit(norm.transform(allx), np.concatenate([train.labels, val.labels]))
         mode += ", refit on train+val"
     return head, norm, table, chosen, mode, val_metrics, preds
+
+
+def _fit_streaming(req: FitRequest, feats: Features, reason: str):
+    """Train over the memory budget: the streaming logistic head reads the train shards block by block
+    (fp16 on disk, fp32 compute); val and test are loaded (they are small)."""
+    from probes.streaming import StreamingLogisticHead, feature_set_blocks
+
+    hint = "raise the budget (--memory-gb / PROBES_MEMORY_GB)"
+    if req.head != "logistic":
+        raise ProbesError(f"{reason}: the {req.head} head trains in memory only; {hint} or use --head logistic")
+    unsupported = [name for name, on in (("--sweep", req.sweep), ("--cv", req.cv), ("--final", req.final),
+                                         ("several feature sets", len(req.features) > 1),
+                                         (f"--normalize {req.normalize}", req.normalize not in (None, "none")))
+                   if on]
+    if unsupported:
+        raise ProbesError(f"{reason}: streaming does not support {', '.join(unsupported)}; {hint}")
+    if "val" not in feats.splits:
+        raise ProbesError(f"{reason}: streaming selects the regularisation on a val split, and there is none; {hint}")
+    val = feats.split("val")
+    if (val.labels < 0).any():
+        raise ProbesError("the val split has unlabeled images; it cannot select a head")
+    params = {k: v for k, v in req.params.items() if k in ("max_iter", "lam_ks", "max_passes", "tol")}
+    head = StreamingLogisticHead(seed=req.seed, **params)
+    try:
+        head.fit_blocks(feature_set_blocks(feats.sets[0], "train"), X_val=val.features, y_val=val.labels)
+    except ValueError as e:
+        raise ProbesError(f"streaming fit: {e}") from e
+    table = list(head.selection_)
+    norm = Normalizer("none")
+    pv = head.predict_proba(val.features)
+    val_metrics = classification_metrics(pv, val.labels, feats.classes)
+    preds = {"val": Predictions(val.ids, pv, val.labels)}
+    mode = f"selected on val, streaming ({reason}; {head.kind_} head, {head.n_passes_} passes)"
+    return head, norm, table, head.selected_params(), mode, val_metrics, preds
 
 
 def _fit_cv(req: FitRequest, feats: Features):

@@ -1,0 +1,161 @@
+"""Logistic fit time vs rows, in memory vs streaming from fp16 shards; peak RSS of each fit.
+
+    python bench/probe_scale.py            # 50k, 200k, 1M rows of dim 768, 100 classes
+    python bench/probe_scale.py --quick    # 50k, 200k
+    python bench/probe_scale.py --sizes 50000,1000000 --skip-memory-above 300000
+
+Synthetic features: 100 Gaussian class means + isotropic noise, written as a feature set (fp16 shards of
+4096 rows) in a temporary store. Each fit runs in its own subprocess and reports VmHWM (peak RSS) from
+/proc/self/status at its end. Rows/s counts train rows over the whole fit (load + fit in memory; every
+pass over the shards when streaming). Writes bench/out/probe_scale.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_store(folder: Path, *, rows: int, val: int, dim: int, classes: int, seed: int = 0) -> Path:
+    from featstore.store import FeatureSetWriter, SplitIndex, feature_key, now_iso
+
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(classes, dim)).astype(np.float32) * 0.25
+    name = f"synth{rows}"
+    fields = {"bench": "probe_scale", "rows": rows, "dim": dim, "classes": classes, "seed": seed}
+    key = feature_key(fields)
+    out = folder / name / key
+    header = {"encoder": name, "dim": dim, "views": 1, "dtype": "float16", "classes": [str(c) for c in range(classes)],
+              "random_weights": False, "weights_source": "synthetic",
+              "dataset": {"root": "", "name": name, "layout": "imported", "test_order": None}}
+    with FeatureSetWriter(out, key=key, key_fields=fields, header=header) as w:
+        for split, n in (("train", rows), ("val", val)):
+            ids = np.array([f"{split}/{i:08d}" for i in range(n)], dtype=object)
+            labels = np.random.default_rng(seed + 1 + len(split)).integers(0, classes, n)
+            sha1 = np.array([f"{i:040x}" for i in range(n)], dtype=object)
+            r = np.random.default_rng(seed + 10 + len(split))
+            for lo in range(0, n, w.shard_rows):
+                hi = min(lo + w.shard_rows, n)
+                x = means[labels[lo:hi]] + r.standard_normal((hi - lo, dim), dtype=np.float32) + 1.0
+                w.add(split, list(ids[lo:hi]), list(labels[lo:hi]), list(sha1[lo:hi]), x.astype(np.float16))
+            zeros = np.zeros(n, dtype=np.int64)
+            w.commit_split(split, SplitIndex(ids=ids, sha1=sha1, labels=labels, size=zeros, mtime_ns=zeros), [])
+        w.record_run({"started": now_iso(), "finished": now_iso(), "device": "bench"})
+    return out
+
+
+def worker(mode: str, folder: str) -> dict:
+    import torch
+
+    from featstore.store import FeatureSet
+    from probes.heads import LogisticHead
+    from probes.streaming import StreamingLogisticHead, feature_set_blocks
+
+    torch.manual_seed(0)
+    fs = FeatureSet.open(Path(folder))
+    val = fs.load("val")
+    t0 = time.perf_counter()
+    if mode == "memory":
+        train = fs.load("train")
+        load_s = time.perf_counter() - t0
+        head = LogisticHead(device="cpu").fit(train.features, train.labels, X_val=val.features, y_val=val.labels)
+        extra = {"load_s": load_s, "n_iter": head.n_iter_}
+    else:
+        head = StreamingLogisticHead().fit_blocks(feature_set_blocks(fs), X_val=val.features, y_val=val.labels)
+        extra = {"passes": head.n_passes_, "kind": head.kind_}
+    seconds = time.perf_counter() - t0
+    return {"mode": mode, "rows": fs.count("train"), "seconds": seconds, "rows_per_s": fs.count("train") / seconds,
+            "val_top1": head.score(val.features, val.labels), "peak_rss_mb": _peak_rss_mb(), **extra}
+
+
+def run_worker(mode: str, folder: Path, timeout: float) -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--store", str(folder)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"mode": mode, "skipped": f"over the {timeout:.0f} s timeout"}
+    if p.returncode != 0:
+        return {"mode": mode, "error": p.stderr.strip().splitlines()[-1:]}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="50000,200000,1000000")
+    ap.add_argument("--quick", action="store_true", help="50k and 200k rows")
+    ap.add_argument("--dim", type=int, default=768)
+    ap.add_argument("--classes", type=int, default=100)
+    ap.add_argument("--val", type=int, default=5000)
+    ap.add_argument("--skip-memory-above", type=int, default=None,
+                    help="skip the in-memory fit above this many rows (default: when 3x the fp32 train "
+                         "would not fit in half the machine's memory)")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="per fit, seconds")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "probe_scale.json"))
+    ap.add_argument("--worker", choices=("memory", "stream"), help=argparse.SUPPRESS)
+    ap.add_argument("--store", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.store)))
+        return
+    sizes = [50000, 200000] if args.quick else [int(s) for s in args.sizes.split(",")]
+    mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    rows_out = []
+    with tempfile.TemporaryDirectory(prefix="probe_scale_") as tmp:
+        for n in sizes:
+            t = time.perf_counter()
+            folder = make_store(Path(tmp), rows=n, val=args.val, dim=args.dim, classes=args.classes)
+            print(f"# {n} rows written in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
+            too_big = (args.skip_memory_above is not None and n > args.skip_memory_above) or \
+                3 * n * args.dim * 4 > mem_total / 2
+            mem = {"mode": "memory", "skipped": "over the memory/time limit"} if too_big else \
+                run_worker("memory", folder, args.timeout)
+            print(f"# memory {mem}", file=sys.stderr, flush=True)
+            stream = run_worker("stream", folder, args.timeout)
+            print(f"# stream {stream}", file=sys.stderr, flush=True)
+            rows_out.append({"rows": n, "memory": mem, "stream": stream})
+            for p in Path(tmp).iterdir():  # free the disk before the next size
+                subprocess.run(["rm", "-rf", str(p)], check=False)
+    report = {"dim": args.dim, "classes": args.classes, "val": args.val, "cpus": os.cpu_count(), "results": rows_out}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(table(rows_out))
+
+
+def table(results: list[dict]) -> str:
+    def cell(r: dict, key: str, fmt: str) -> str:
+        return fmt.format(r[key]) if key in r else r.get("skipped", str(r.get("error", "-")))
+    lines = ["| rows | in-memory s | in-memory rows/s | in-memory top-1 | in-memory peak RSS MB "
+             "| streaming s | streaming rows/s | streaming top-1 | streaming passes | streaming peak RSS MB "
+             "| stream/memory rows/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for res in results:
+        m, s = res["memory"], res["stream"]
+        ratio = f"{s['rows_per_s'] / m['rows_per_s']:.2f}" if "rows_per_s" in m and "rows_per_s" in s else "-"
+        lines.append(f"| {res['rows']} | {cell(m, 'seconds', '{:.1f}')} | {cell(m, 'rows_per_s', '{:.0f}')} "
+                     f"| {cell(m, 'val_top1', '{:.4f}')} | {cell(m, 'peak_rss_mb', '{:.0f}')} "
+                     f"| {cell(s, 'seconds', '{:.1f}')} | {cell(s, 'rows_per_s', '{:.0f}')} "
+                     f"| {cell(s, 'val_top1', '{:.4f}')} | {cell(s, 'passes', '{}')} "
+                     f"| {cell(s, 'peak_rss_mb', '{:.0f}')} | {ratio} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
