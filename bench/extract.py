@@ -18,7 +18,7 @@ What is compared (each measurement in a fresh subprocess, variants interleaved, 
     torch.save), serial and with 2 workers. Wall time of the whole command, start-up included,
     and the rate of the extraction loop alone.
 (c) peak memory of `featstore extract --model pixels` at 2,000 and --mem-n images, and of (b):
-    the largest process's peak RSS (wait4) and the sampled peak PSS summed over the process tree.
+    the largest process's peak RSS (wait4) and the sampled peak RSS summed over the process tree.
 
 Prints a markdown table and writes bench/out/extract.json. --quick: 400 images, one repeat,
 memory at 400 vs 2,000. --sweep adds featstore runs with --workers 0, 1 and 2.
@@ -75,18 +75,14 @@ def plain_transform():
     return create_transform(**resolve_data_config({}, model=model))
 
 
-def featstore_work(files: list[Path]):
-    """featstore's worker dataset and its Preprocess, built the way `featstore extract` builds them."""
-    from featstore.datasets import ImageItem
+def featstore_preprocess():
+    """featstore's Preprocess for ViT-Tiny, built the way `featstore extract` builds it."""
     from featstore.encoders import get_spec
     from featstore.encoders.preprocess import Preprocess
     from featstore.encoders.registry import backend_for
-    from featstore.loader import ImageWork
 
     spec = get_spec(ENCODER)
-    pre = Preprocess.from_transform(backend_for(spec).transform(spec), channels=spec.channels)
-    items = [ImageItem(p.name, p, 0) for p in files]
-    return ImageWork(items, pre), pre
+    return Preprocess.from_transform(backend_for(spec).transform(spec), channels=spec.channels)
 
 
 def plain_path():
@@ -104,16 +100,18 @@ def plain_path():
 
 
 def featstore_path():
-    """featstore's path, set up: worker __getitem__ per image, collate, then the batched normalisation."""
-    from featstore.loader import collate
+    """featstore's path, set up: worker __getitem__ per image (one thread), collate, batched normalisation."""
+    from featstore.datasets import ImageItem
+    from featstore.loader import ImageWork, collate
+
+    pre = featstore_preprocess()
 
     def batches(files: list[Path]):
-        work, pre = featstore_work(files)
+        work = ImageWork([ImageItem(p.name, p, 0) for p in files], pre, threads=1)
         for i in range(0, len(files), BATCH):
             batch = collate([work[k] for k in range(i, min(i + BATCH, len(files)))])
             yield pre.normalize(batch.pixels)
 
-    featstore_work([])  # imports and the spec outside the timed part, like the plain transform
     return batches
 
 
@@ -144,7 +142,7 @@ def decode_difference(data: Path, limit: int) -> dict:
         d = (a - b).abs()
         worst = max(worst, float(d.max()))
         differing += int((d > 0).any(dim=(1, 2, 3)).sum())
-    std = min(featstore_work(files[:1])[1].std)
+    std = min(featstore_preprocess().std)
     return {"images": len(files), "max_abs": worst, "grey_levels": worst * std * 255, "images_differing": differing,
             "torch": torch.__version__}
 
@@ -184,8 +182,9 @@ class Run:
 
     name: str
     wall_s: float
+    cpu_s: float  # user + system CPU seconds of the command and its (reaped) workers, from wait4
     max_rss_mib: float  # largest single process (the command or one of its workers), from wait4
-    peak_pss_mib: float  # all processes of the tree together, sampled every 0.1 s
+    peak_tree_rss_mib: float  # RSS of all processes of the tree added up, sampled 5 times a second
     stdout: str = field(repr=False)
     info: dict = field(default_factory=dict)
 
@@ -199,14 +198,12 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
-def _pss_kib(pid: int) -> int:
+def _rss_kib(pid: int) -> int:
+    """Resident set size from /proc/PID/statm (cheap: smaps_rollup's PSS costs ~13 ms a read here)."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def run_measured(name: str, cmd: list[str], env: dict | None = None) -> Run:
@@ -219,8 +216,8 @@ def run_measured(name: str, cmd: list[str], env: dict | None = None) -> Run:
         done = threading.Event()
 
         def sample() -> None:
-            while not done.wait(0.1):
-                peak[0] = max(peak[0], sum(_pss_kib(p) for p in [proc.pid, *_children(proc.pid)]))
+            while not done.wait(0.2):
+                peak[0] = max(peak[0], sum(_rss_kib(p) for p in [proc.pid, *_children(proc.pid)]))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -233,7 +230,7 @@ def run_measured(name: str, cmd: list[str], env: dict | None = None) -> Run:
         text = log.read()
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{' '.join(cmd)}\n{text[-3000:]}")
-    return Run(name, wall, usage.ru_maxrss / 1024, peak[0] / 1024, text)
+    return Run(name, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, peak[0] / 1024, text)
 
 
 def child_json(run: Run) -> dict:
@@ -319,13 +316,14 @@ def bench_e2e(data: Path, repeats: int, sweep: bool) -> dict:
             "images": n,
             "wall_s": median([r.wall_s for r in rs]),
             "wall_rate": median([n / r.wall_s for r in rs]),
+            "cpu_ms_per_image": median([1000 * r.cpu_s / n for r in rs]),
             "loop_rate": median([r.info["loop_rate"] for r in rs]),
             "vs_serial_wall": median([b.wall_s / r.wall_s for r, b in zip(rs, base)]),
             "vs_serial_loop": median([r.info["loop_rate"] / b.info["loop_rate"] for r, b in zip(rs, base)]),
             "vs_2workers_wall": median([b.wall_s / r.wall_s for r, b in zip(rs, two)]),
             "vs_2workers_loop": median([r.info["loop_rate"] / b.info["loop_rate"] for r, b in zip(rs, two)]),
             "max_rss_mib": max(r.max_rss_mib for r in rs),
-            "peak_pss_mib": max(r.peak_pss_mib for r in rs),
+            "peak_tree_rss_mib": max(r.peak_tree_rss_mib for r in rs),
             "runs": [asdict(r) | {"stdout": r.stdout[-400:]} for r in rs],
         }
     return result
@@ -337,7 +335,7 @@ def bench_memory(sizes: list[int], repeats: int) -> dict:
         rs = [run_featstore(f"pixels {n}", sketches(n), "pixels") for _ in range(repeats)]
         result[n] = {"images": n, "wall_s": median([r.wall_s for r in rs]),
                      "loop_rate": median([r.info["loop_rate"] for r in rs]),
-                     "max_rss_mib": max(r.max_rss_mib for r in rs), "peak_pss_mib": max(r.peak_pss_mib for r in rs)}
+                     "max_rss_mib": max(r.max_rss_mib for r in rs), "peak_tree_rss_mib": max(r.peak_tree_rss_mib for r in rs)}
     return result
 
 
@@ -365,25 +363,26 @@ def md_e2e(res: dict) -> list[str]:
         f"{res['repeats']}; ratios: same-run medians):",
         "",
         "| run | whole command, s | images / s (whole command) | images / s (loop) | vs serial (command) "
-        "| vs serial (loop) | vs 2 workers (command) | peak RSS MiB (largest process) | peak PSS MiB (all processes) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| vs serial (loop) | vs 2 workers (command) | CPU ms / image | peak RSS MiB (largest process) "
+        "| peak RSS MiB (all processes, summed) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in res["e2e"].items():
         w = res["default_workers"]
         label = name + (f" (default: {w} worker{'s' if w != 1 else ''})" if name == "featstore extract" else "")
         lines.append(f"| {label} | {r['wall_s']:.1f} | {r['wall_rate']:.1f} | {r['loop_rate']:.1f} "
                      f"| {r['vs_serial_wall']:.2f}x | {r['vs_serial_loop']:.2f}x | {r['vs_2workers_wall']:.2f}x "
-                     f"| {r['max_rss_mib']:.0f} | {r['peak_pss_mib']:.0f} |")
+                     f"| {r['cpu_ms_per_image']:.0f} | {r['max_rss_mib']:.0f} | {r['peak_tree_rss_mib']:.0f} |")
     return lines
 
 
 def md_memory(res: dict) -> list[str]:
     lines = ["Peak memory of `featstore extract --model pixels`:", "",
              "| images | whole command, s | images / s (loop) | peak RSS MiB (largest process) "
-             "| peak PSS MiB (all processes) |", "|---:|---:|---:|---:|---:|"]
+             "| peak RSS MiB (all processes, summed) |", "|---:|---:|---:|---:|---:|"]
     for k, r in res["memory"].items():
         lines.append(f"| {int(k):,} | {r['wall_s']:.1f} | {r['loop_rate']:.0f} | {r['max_rss_mib']:.0f} "
-                     f"| {r['peak_pss_mib']:.0f} |")
+                     f"| {r['peak_tree_rss_mib']:.0f} |")
     return lines
 
 
@@ -405,9 +404,11 @@ def goals(res: dict) -> list[str]:
                 f"{fs['vs_2workers_loop']:.2f}x (loop)"]
     if "memory" in res:
         small, large = res["memory"].values()
-        out.append(f"memory flat: peak PSS {small['peak_pss_mib']:.0f} MiB at {small['images']:,} images vs "
-                   f"{large['peak_pss_mib']:.0f} MiB at {large['images']:,} "
-                   f"({large['peak_pss_mib'] / small['peak_pss_mib']:.2f}x)")
+        out.append(f"memory flat: peak RSS {small['max_rss_mib']:.0f} MiB (largest process) / "
+                   f"{small['peak_tree_rss_mib']:.0f} MiB (all) at {small['images']:,} images vs "
+                   f"{large['max_rss_mib']:.0f} / {large['peak_tree_rss_mib']:.0f} MiB at {large['images']:,} "
+                   f"({large['max_rss_mib'] / small['max_rss_mib']:.2f}x / "
+                   f"{large['peak_tree_rss_mib'] / small['peak_tree_rss_mib']:.2f}x)")
     return out
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -125,14 +126,20 @@ RUNNERS = {"sklearn": run_sklearn, "logistic": run_logistic, "logistic_flops": r
 
 
 def timed(name: str, data: Path) -> dict:
-    """Run one child process; wall time measured from outside, result read from stdout."""
+    """Run one child process; wall time measured from outside, result read from stdout.
+
+    CPU seconds (user + system) are recorded too: on a shared machine they move less than
+    wall time when other jobs compete for the cores."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", name, "--data", str(data)],
                           capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_s": wall}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_s": wall, "cpu_s": cpu}
 
 
 def matmul_gflops(n: int, d: int, k: int) -> dict[str, float]:
@@ -171,9 +178,12 @@ def measure(quick: bool, repeats: int) -> dict:
 def summarize(report: dict) -> dict:
     med = {name: statistics.median(r["wall_s"] for r in runs)
            for name, runs in report["runs"].items()}
+    cpu = {name: statistics.median(r["cpu_s"] for r in runs)
+           for name, runs in report["runs"].items()}
     fit = statistics.median(r["fit_s"] for r in report["runs"]["logistic"])
     achieved = report["logistic_matmul_gflop"] / fit
-    return {"wall_s": med, "speedup_vs_sklearn": {k: med["sklearn"] / v for k, v in med.items()},
+    return {"wall_s": med, "cpu_s": cpu,
+            "speedup_vs_sklearn": {k: med["sklearn"] / v for k, v in med.items()},
             "sweep16_over_single": med["logistic_sweep16"] / med["logistic"],
             "logistic_fit_s": fit, "logistic_gflop_per_s": achieved,
             "fraction_of_bf16_peak": achieved / report["matmul_gflops"]["bf16"],
@@ -190,11 +200,12 @@ def markdown(report: dict, summary: dict) -> str:
     shape = report["shape"]
     lines = [f"Features: {shape['n']} train x {shape['d']} dims, {shape['classes']} classes; "
              f"median of {report['repeats']} run(s), each a fresh process.", "",
-             "| run | wall s (whole process) | val top-1 | speed vs scikit-learn |",
-             "|---|---|---|---|"]
+             "| run | wall s (whole process) | CPU s | val top-1 | speed vs scikit-learn |",
+             "|---|---|---|---|---|"]
     for name in RUNS:
         top1 = statistics.median(r["val_top1"] for r in report["runs"][name])
-        lines.append(f"| {LABELS[name]} | {summary['wall_s'][name]:.1f} | {top1:.1%} | "
+        lines.append(f"| {LABELS[name]} | {summary['wall_s'][name]:.1f} | "
+                     f"{summary['cpu_s'][name]:.1f} | {top1:.1%} | "
                      f"{summary['speedup_vs_sklearn'][name]:.2f}x |")
     mm = report["matmul_gflops"]
     lines += ["", f"16-config sweep / one fit: {summary['sweep16_over_single']:.2f}x. "
