@@ -176,7 +176,7 @@ class StreamingLogisticHead(LogisticHead):
     # --- passes
     def _pass_statistics(self, blocks: Blocks) -> dict[str, Any]:
         """Pass 1: exact float64 sufficient statistics, labels encoded on the fly."""
-        n, shift, s1, gram, csum, cnt, labels_seen, d = 0, None, None, None, {}, {}, set(), None
+        n, shift, s1, gram, csum, cnt, d = 0, None, None, None, {}, {}, None
         for xb, yb in blocks():
             if len(yb) == 0:
                 continue

@@ -7,7 +7,7 @@ the same numbers as converting to RGB first at about half the cost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +79,3 @@ class Preprocess:
     def __call__(self, img: Image.Image) -> torch.Tensor:
         """One image -> normalised float [C, H, W] (for tests and one-off use)."""
         return self.normalize(self.to_uint8(img)[None])[0]
-
-
-def stack_uint8(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(list(tensors)) if tensors else torch.empty(0, dtype=torch.uint8)

@@ -7,11 +7,15 @@ import difflib
 import fnmatch
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from featstore.encoders.spec import EncoderSpec
 from featstore.errors import UnknownEncoderError
+
+if TYPE_CHECKING:
+    from featstore.encoders.preprocess import Preprocess
 
 _ENTRIES: dict[str, Callable[[], EncoderSpec]] = {}
 _BACKENDS: dict[str, "Backend"] = {}

@@ -31,6 +31,11 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return m
 
 
+def strings(ds: h5py.Dataset) -> np.ndarray:
+    """A string dataset (utf-8 vlen or fixed ascii) as an object array of str."""
+    return ds.asstr()[:].astype(object)
+
+
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Atomic replace: readers see the old or the new manifest, never half of one."""
     _atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -83,8 +88,7 @@ def write_index_datasets(f: h5py.Group, index: SplitIndex) -> None:
 
 def read_index_datasets(f: h5py.Group) -> SplitIndex:
     return SplitIndex(
-        ids=np.array([s.decode() if isinstance(s, bytes) else s for s in f["ids"][:]], dtype=object),
-        sha1=np.array([s.decode() for s in f["sha1"][:]], dtype=object),
+        ids=strings(f["ids"]), sha1=strings(f["sha1"]),
         labels=f["labels"][:], size=f["size"][:], mtime_ns=f["mtime_ns"][:],
     )
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from featstore.errors import StoreError
 from featstore.store.keys import SHARD_RE, shard_name
+from featstore.store.manifest import strings
 
 _STR = h5py.string_dtype("utf-8")
 _CHUNK_ROWS = 512  # 256-1024-row uncompressed chunks write at disk speed (MEASURED.md)
@@ -90,9 +91,7 @@ def read_rows(path: Path, *, key_json: str | None = None) -> ShardRows:
                 raise StoreError(f"shard {path} is incomplete")
             if key_json is not None and f.attrs.get("key") != key_json:
                 raise StoreError(f"shard {path} belongs to another feature set (key mismatch)")
-            ids = np.array([s.decode() if isinstance(s, bytes) else s for s in f["ids"][:]], dtype=object)
-            sha1 = np.array([s.decode() for s in f["sha1"][:]], dtype=object)
-            rows = ShardRows(ids=ids, labels=f["labels"][:], sha1=sha1)
+            rows = ShardRows(ids=strings(f["ids"]), labels=f["labels"][:], sha1=strings(f["sha1"]))
             if not (len(rows.ids) == len(rows.sha1) == f["features"].shape[0] == int(f.attrs["rows"])):
                 raise StoreError(f"shard {path} has inconsistent row counts")
             return rows
