@@ -311,9 +311,7 @@ class LogisticHead(_Head):
                                   dtype=options.dtype)
         self.ridge_path_ = [{"alpha": a, "val_top1": acc} for a, acc in zip(RIDGE_ALPHAS, accs)]
         best_alpha = max(zip(accs, RIDGE_ALPHAS))[1]  # ties: the stronger shrinkage
-        shrinks = [self.shrink] if self.shrink is not None else \
-            [best_alpha * SHRINK_STEP ** i for i in range(20) if best_alpha * SHRINK_STEP ** i
-             <= SHRINK_MAX * (1 + 1e-9)]
+        shrinks = self._shrinks(best_alpha)
         lams = self._lam_grid(n, k)
         data = solvers.whiten_split(basis, Xt, yt, val_t, base=shrinks[0], dtype=options.dtype)
         chosen, fits = solvers.search_logistic(
@@ -321,6 +319,13 @@ class LogisticHead(_Head):
             options=options, search_tol=self.tol)
         self.selection_ = [_row(f, n) for f in fits]
         return chosen, data
+
+    def _shrinks(self, best_alpha: float) -> list[float]:
+        """The shrinkage ladder: the fixed value, or ridge's choice times 10^k up to plain L2."""
+        if self.shrink is not None:
+            return [self.shrink]
+        return [best_alpha * SHRINK_STEP ** i for i in range(20)
+                if best_alpha * SHRINK_STEP ** i <= SHRINK_MAX * (1 + 1e-9)]
 
     def _lam_grid(self, n: int, k: int) -> list[float]:
         if self.C is not None:

@@ -39,6 +39,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -54,6 +55,8 @@ _STALL = 1e-7
 _LOSS_FLOOR = 1e-2
 # Rows sampled to estimate the per-class softmax curvature of the diagonal Hessian model.
 _CURVATURE_ROWS = 4096
+# Rows per block where a whole-split temporary ([n, d]) would only be consumed block by block.
+_BLOCK_ROWS = 8192
 # A search point is first solved this much more loosely, enough to see it is clearly worse.
 _PROBE_FACTOR = 10.0
 
@@ -108,8 +111,15 @@ def fit_eigenbasis(X: Tensor, *, standardize: bool = False) -> Eigenbasis:
     bf16 would round every covariance entry to 3 digits.
     """
     mean = X.mean(0)
-    xc = X - mean
-    cov = (xc.T @ xc) / X.shape[0]
+    cov = torch.zeros(X.shape[1], X.shape[1], dtype=X.dtype, device=X.device)
+    for lo in range(0, len(X), _BLOCK_ROWS):  # no centred copy of X: blocks keep temporaries small
+        xc = X[lo:lo + _BLOCK_ROWS] - mean
+        cov.addmm_(xc.T, xc)
+    return eigenbasis(mean, cov / X.shape[0], standardize=standardize)
+
+
+def eigenbasis(mean: Tensor, cov: Tensor, *, standardize: bool = False) -> Eigenbasis:
+    """The basis from the train mean and covariance (from memory, or streamed statistics)."""
     var = cov.diagonal().clone()
     live = var > _CONSTANT_VARIANCE * var.max().clamp_min(1e-30)
     if standardize:
@@ -118,7 +128,8 @@ def fit_eigenbasis(X: Tensor, *, standardize: bool = False) -> Eigenbasis:
         scale = torch.full_like(var, var.mean().clamp_min(1e-30).rsqrt().item())
     norm = cov.double() * scale.double()[:, None] * scale.double()[None, :]
     eigvals, eigvecs = torch.linalg.eigh(norm)
-    return Eigenbasis(mean, scale, eigvals.clamp_min(0).float(), eigvecs.float().contiguous())
+    return Eigenbasis(mean.float(), scale.float(), eigvals.clamp_min(0).float(),
+                      eigvecs.float().contiguous())
 
 
 def class_sums(X: Tensor, y: Tensor, n_classes: int) -> Tensor:
@@ -128,28 +139,37 @@ def class_sums(X: Tensor, y: Tensor, n_classes: int) -> Tensor:
 
 def ridge_path(basis: Eigenbasis, X: Tensor, y: Tensor, X_val: Tensor, y_val: Tensor,
                alphas: list[float], *, n_classes: int, dtype: torch.dtype) -> list[float]:
-    """Val top-1 of one-hot ridge regression for every ``alpha``, from one eigendecomposition.
-
-    Features are centred, so the intercept is the class prior and the coefficients in the
-    eigenbasis are ``B / (e + alpha)``: one [n_val, d] x [d, K] matmul per alpha.
-    """
-    n = X.shape[0]
+    """Val top-1 of one-hot ridge regression for every ``alpha``, from one eigendecomposition."""
     counts = torch.bincount(y, minlength=n_classes).to(X.dtype)
     xty = class_sums(X, y, n_classes) - counts[:, None] * basis.mean  # centred Y^T X, [K, d]
+    return ridge_scores(basis, xty, counts, X_val, y_val, alphas, dtype=dtype)
+
+
+def ridge_scores(basis: Eigenbasis, xty: Tensor, counts: Tensor, X_val: Tensor, y_val: Tensor,
+                 alphas: list[float], *, dtype: torch.dtype) -> list[float]:
+    """The ridge path from sufficient statistics: centred class sums ``xty`` [K, d] and class
+    ``counts``. Features are centred, so the intercept is the class prior and the coefficients
+    in the eigenbasis are ``B / (e + alpha)``: one [n_val, d] x [d, K] matmul per alpha."""
+    n = counts.sum()
     vs = basis.scale[:, None] * basis.eigvecs
-    b = (vs.T @ xty.T) / n
+    b = (vs.T @ xty.float().T) / n.float()
+    prior = (counts / n).float()
     ev = ((X_val - basis.mean) @ vs).to(dtype)
     accs = []
     for alpha in alphas:
-        scores = (ev @ (b / (basis.eigvals + alpha)[:, None]).to(dtype)).float() + counts / n
+        scores = (ev @ (b / (basis.eigvals + alpha)[:, None]).to(dtype)).float() + prior
         accs.append((scores.argmax(1) == y_val).float().mean().item())
     return accs
 
 
 def whiten(basis: Eigenbasis, X: Tensor, shrink: float, *, dtype: torch.dtype) -> Tensor:
     """Whitened features plus a trailing column of ones for the bias ([n, d+1], ``dtype``)."""
-    z = (X - basis.mean).to(dtype) @ basis.projector(shrink).to(dtype)
-    return torch.cat([z, torch.ones(len(z), 1, dtype=dtype, device=z.device)], 1)
+    proj = basis.projector(shrink).to(dtype)
+    z = torch.empty(len(X), proj.shape[1] + 1, dtype=dtype, device=X.device)
+    z[:, -1] = 1
+    for lo in range(0, len(X), _BLOCK_ROWS):  # written in place, block by block: no [n, d] temporaries
+        z[lo:lo + _BLOCK_ROWS, :-1] = (X[lo:lo + _BLOCK_ROWS] - basis.mean).to(dtype) @ proj
+    return z
 
 
 def softmax_xent(logits: Tensor, y: Tensor) -> tuple[float, Tensor]:
@@ -383,6 +403,14 @@ class Whitened:
     z_val: Tensor | None = None
     y_val: Tensor | None = None
 
+    def problem(self, theta: Tensor, lam: float, *, weights: Tensor,
+                variance: Tensor) -> SoftmaxProblem:
+        """The penalised objective on these features (``probes.streaming`` streams it instead)."""
+        return SoftmaxProblem(self.z, self.y, theta, lam, weights=weights, variance=variance)
+
+    def initial_theta(self, n_classes: int) -> Tensor:
+        return initial_theta(self.y, self.z.shape[1] - 1, n_classes)
+
 
 def whiten_split(basis: Eigenbasis, X: Tensor, y: Tensor, val: tuple[Tensor, Tensor] | None, *,
                  base: float, dtype: torch.dtype) -> Whitened:
@@ -390,6 +418,20 @@ def whiten_split(basis: Eigenbasis, X: Tensor, y: Tensor, val: tuple[Tensor, Ten
         return Whitened(basis, base, whiten(basis, X, base, dtype=dtype), y)
     return Whitened(basis, base, whiten(basis, X, base, dtype=dtype), y,
                     whiten(basis, val[0], base, dtype=dtype), val[1])
+
+
+class Design(Protocol):
+    """What a search needs of its train data: ``Whitened`` (in memory) or
+    ``probes.streaming.StreamedDesign`` (read block by block from the store)."""
+
+    basis: Eigenbasis
+    base: float
+    z_val: Tensor | None
+    y_val: Tensor | None
+
+    def problem(self, theta: Tensor, lam: float, *, weights: Tensor, variance: Tensor) -> Any: ...
+
+    def initial_theta(self, n_classes: int) -> Tensor: ...
 
 
 class Rung:
@@ -400,7 +442,7 @@ class Rung:
     whitened features are computed once and a solution moves between rungs unchanged.
     """
 
-    def __init__(self, data: Whitened, *, shrink: float, theta: Tensor, lam: float,
+    def __init__(self, data: Design, *, shrink: float, theta: Tensor, lam: float,
                  options: SolverOptions) -> None:
         self.data, self.shrink, self.options = data, shrink, options
         e = data.basis.eigvals
@@ -410,8 +452,7 @@ class Rung:
         self.memory = _Memory(options.history)
 
     def _problem(self, theta: Tensor, lam: float) -> SoftmaxProblem:
-        return SoftmaxProblem(self.data.z, self.data.y, theta, lam, weights=self.weights,
-                              variance=self.variance)
+        return self.data.problem(theta, lam, weights=self.weights, variance=self.variance)
 
     def restart(self, theta: Tensor, lam: float) -> None:
         """Start again from ``theta``, keeping the curvature pairs (they stay valid)."""
@@ -488,7 +529,7 @@ def nearest(grid: list[float], target: float) -> int:
     return min(range(len(grid)), key=lambda i: abs(math.log(grid[i] / target)))
 
 
-def search_logistic(data: Whitened, *, n_classes: int, lams: list[float], shrinks: list[float],
+def search_logistic(data: Design, *, n_classes: int, lams: list[float], shrinks: list[float],
                     start: float, options: SolverOptions,
                     search_tol: float) -> tuple[Fit, list[Fit]]:
     """Choose ``(shrink, lam)`` on val; returns the chosen fit, solved to ``options.tol``,
@@ -504,7 +545,7 @@ def search_logistic(data: Whitened, *, n_classes: int, lams: list[float], shrink
     fits: list[Fit] = []
     rungs: dict[float, Rung] = {}
     best, stale, index = None, 0, nearest(lams, start)
-    theta = initial_theta(data.y, data.z.shape[1] - 1, n_classes)
+    theta = data.initial_theta(n_classes)
     for shrink in shrinks:
         if best is not None:
             theta = best.theta
@@ -793,14 +834,14 @@ def train_stacked(model: StackedMLP, specs: list[MLPSpec], X: Tensor, y: Tensor,
     return TrainReport(torch.full((len(specs),), epoch), last_top1, last_loss, epoch, history)
 
 
-def grid_logistic(data: Whitened, *, n_classes: int, lams: list[float], shrinks: list[float],
+def grid_logistic(data: Design, *, n_classes: int, lams: list[float], shrinks: list[float],
                   options: SolverOptions, search_tol: float) -> tuple[Fit, list[Fit]]:
     """Every ``(shrink, lam)`` of a grid, for sweep tables: each rung walks the whole
     (decreasing) ``lam`` path warm, and starts from the previous rung's first solution.
     Returns the best by val top-1 (ties: lower calibrated loss), polished, and all points."""
     fits: list[Fit] = []
     rungs: dict[float, Rung] = {}
-    theta, prev = initial_theta(data.y, data.z.shape[1] - 1, n_classes), None
+    theta, prev = data.initial_theta(n_classes), None
     for shrink in shrinks:
         if prev is not None:
             theta = prev.theta

@@ -1,32 +1,26 @@
-"""A logistic head trained by streaming the train split block by block: memory O(d^2 + block*d), never O(n*d).
+"""The logistic head trained block by block from the store: memory O(d^2 + block * (d + K)), never O(n * d).
 
-The math follows ``probes.solvers`` (n train rows, d features, K classes), restricted to what two kinds of
-pass over the data can give:
+Same model, same search and same answer as ``LogisticHead`` in memory (``probes.solvers``); only the way
+the train rows are reached differs. n train rows, d features, K classes:
 
-* **Pass 1, sufficient statistics** (float64 accumulators, float32 block products, blocks shifted by the
-  first block's mean so ``X^T X`` does not cancel): ``n``, ``sum x``, ``X^T X``, the class sums ``Y^T X``
-  and the class counts. They give the mean, the covariance ``S`` (normalised by one global scale, as
-  ``solvers.fit_eigenbasis``) and its eigendecomposition ``S = V diag(e) V^T`` (one float64 ``eigh``).
-* **Ridge path** (no pass): ``W(a) = V diag(1/(e+a)) V^T X_c^T Y / n``, scored on val (val is small and
-  held in memory) for every ``a`` in ``heads.RIDGE_ALPHAS``; the best ``a`` is the shrinkage ``base``.
-* **Logistic refinement**: mean multinomial cross-entropy + ``lam/2 ||U||^2`` in the whitened basis
-  ``z = (x - mean) P``, ``P = diag(scale) V diag(e + base)^-1/2``, i.e. ``lam/2 tr(W^T (S + base I) W)`` on
-  normalised features (``LogisticHead`` with ``shrink = base``). ``cov(z)`` is close to the identity, so
-  full-batch ``torch.optim.LBFGS`` converges in tens of iterations. Every loss/gradient evaluation is one
-  streaming pass: per block, ``logits = (x - mean) @ (P U) + b`` and ``g = (x - mean)^T (softmax - Y)``;
-  the chain rule gives ``dU = P^T g / n``, so the data is never whitened (no ``d x d`` product per row).
-  ``lam`` walks down a short ladder (``lam * K`` in ``LAM_K_LADDER``), each solve warm-started from the
-  previous one (the first from the temperature-scaled ridge solution, mapped into the whitened basis), and
-  stops once val no longer clearly improves (or ``max_passes`` is spent). Each rung stops when an iteration
-  changes the objective by less than ``tol`` relative to it.
-* The best of the ridge (with a temperature fitted on val, so its probabilities are usable) and the
-  logistic fits on val (top-1, then val cross-entropy) is kept, mapped back to raw features:
-  ``logits = x @ W.T + b`` with ``W.T = P U`` and ``b = b_white - mean @ W.T``.
+* **Statistics pass** (float64 accumulators over float32 block products, blocks shifted by the first
+  block's mean so ``X^T X`` does not cancel): ``n``, the mean, the covariance, the class sums ``Y^T X``
+  and the class counts. They give the eigenbasis (``solvers.eigenbasis``) and the whole ridge path
+  (``solvers.ridge_scores``) with no further pass.
+* **Search** (``solvers.search_logistic``, unchanged) over ``StreamedDesign``: its problems never hold
+  the whitened ``z = (x - mean) P`` ([n, d]) nor its logits ([n, K]). One pass evaluates
+  ``logits = (x - mean) @ (P theta_U) + theta_b`` block by block, never whitening a row.
+* **One pass per L-BFGS iteration.** The pass multiplies each block by ``[P theta | P p]`` (current
+  point and search direction, one matmul of width 2K), scores the objective at the step lengths
+  ``t = 1, 1/2, 1/4`` and, speculatively, the gradient at ``t = 1`` (``(x - mean)^T (softmax - Y)``,
+  mapped back by ``P^T``). The well-scaled L-BFGS step is almost always taken whole, so an iteration
+  is one read of the data; a shorter step costs a second pass for its gradient.
+* Blocks arrive as fp16 from the shards, are centred in a reused float32 buffer and rounded into a
+  reused matmul buffer (bf16 where the CPU/GPU has fast bf16): no allocation per block.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -36,14 +30,18 @@ import torch
 from torch import Tensor
 
 from probes import solvers
-from probes.heads import RIDGE_ALPHAS, LogisticHead, check_features, check_labels
+from probes.heads import (
+    LAM_K_START,
+    RIDGE_ALPHAS,
+    LogisticHead,
+    _row,
+    check_features,
+    check_labels,
+    resolve_device,
+)
 
-# lam * K ladder walked by the logistic refinement (the softmax curvature at uniform probabilities is ~1/K).
-LAM_K_LADDER = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
-# Temperatures tried to calibrate the ridge scores on val.
-# Objectives below this count as this for the relative stopping rule (nearly separable problems).
-_LOSS_FLOOR = 1e-2
-_TEMPERATURES = np.geomspace(0.01, 100.0, 81)
+# Step lengths scored by one pass (each costs a softmax over the block, not a matmul).
+_STEPS = (1.0, 0.5, 0.25)
 
 Blocks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
@@ -77,19 +75,165 @@ def array_blocks(X: np.ndarray, y: np.ndarray, block_rows: int = 4096) -> Blocks
     return blocks
 
 
+class _Buffers:
+    """Reused per-block buffers: a fresh 10 MB tensor per block costs more in page faults than the
+    conversion itself (fp16 -> fp32 into a fresh tensor 1.6 GB/s, into a reused one 19 GB/s)."""
+
+    def __init__(self, d: int, dtype: torch.dtype, device: torch.device) -> None:
+        self.d, self.dtype, self.device, self.rows = d, dtype, device, 0
+
+    def load(self, xb: np.ndarray, shift: Tensor) -> Tensor:
+        """``xb - shift`` in float32 on the device, as a view of a reused buffer."""
+        m = len(xb)
+        if m > self.rows:
+            self.rows = m
+            self.f32 = torch.empty(m, self.d, device=self.device)
+            self.low = self.f32 if self.dtype == torch.float32 else torch.empty(m, self.d, dtype=self.dtype,
+                                                                                  device=self.device)
+        x = self.f32[:m]
+        x.copy_(torch.from_numpy(np.ascontiguousarray(xb)))
+        return x.sub_(shift)
+
+    def low_precision(self, x: Tensor) -> Tensor:
+        """The same rows in the matmul dtype (a second reused buffer when that is not float32)."""
+        return x if self.dtype == torch.float32 else self.low[:len(x)].copy_(x)
+
+
+class StreamedDesign:
+    """``solvers.Design`` for the train split read block by block: the eigenbasis, the val split
+    whitened in memory (it is small), and ``problem`` objectives that stream the train blocks."""
+
+    def __init__(self, blocks: Blocks, basis: solvers.Eigenbasis, *, base: float, classes: np.ndarray,
+                 counts: Tensor, val: tuple[Tensor, Tensor], dtype: torch.dtype, device: torch.device) -> None:
+        self.blocks, self.basis, self.base, self.classes = blocks, basis, base, classes
+        self.counts, self.n = counts, int(counts.sum().item())
+        self.dtype, self.device = dtype, device
+        self.proj = basis.projector(base)  # P: whitened coordinates are (x - mean) @ P
+        self.z_val = solvers.whiten(basis, val[0], base, dtype=dtype)
+        self.y_val = val[1]
+        self.buffers = _Buffers(basis.mean.numel(), dtype, device)
+        self.passes = 0
+
+    def problem(self, theta: Tensor, lam: float, *, weights: Tensor, variance: Tensor) -> StreamedSoftmaxProblem:
+        return StreamedSoftmaxProblem(self, theta, lam, weights=weights, variance=variance)
+
+    def initial_theta(self, n_classes: int) -> Tensor:
+        theta = torch.zeros(self.proj.shape[1] + 1, n_classes, device=self.device)
+        theta[-1] = (self.counts.float() / self.n).clamp_min(1e-12).log().to(self.device)
+        return theta
+
+    def rows(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """One pass: ``(x - mean)`` in float32 and in the matmul dtype, and the label codes, per block."""
+        self.passes += 1
+        mean = self.basis.mean
+        for xb, yb in self.blocks():
+            if len(xb) == 0:
+                continue
+            x = self.buffers.load(xb, mean)
+            codes = torch.from_numpy(np.searchsorted(self.classes, np.asarray(yb)).astype(np.int64))
+            yield x, self.buffers.low_precision(x), codes.to(self.device)
+
+    def weights(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """Whitened ``theta = [U; b]`` as weights on centred raw features: ``(P U, b)``."""
+        return self.proj @ theta[:-1], theta[-1]
+
+
+class StreamedSoftmaxProblem:
+    """``solvers.SoftmaxProblem``'s interface (value, grad, theta, lam, curvature; ``set_lam``, ``step``,
+    ``inverse_hessian``, ``suboptimality``) with the train data streamed; see the module docstring."""
+
+    def __init__(self, data: StreamedDesign, theta: Tensor, lam: float, *, weights: Tensor,
+                 variance: Tensor) -> None:
+        self.data, self.lam, self.weights, self.variance = data, lam, weights, variance
+        self.theta = theta.clone()
+        losses, self.grad, self.curvature = self._pass(self.theta, None)
+        self.value = losses[0] + self._penalty(self.theta, self.theta)
+
+    def _penalty(self, a: Tensor, b: Tensor) -> float:
+        return 0.5 * self.lam * solvers._dot(self.weights * a, b)
+
+    @torch.no_grad()
+    def _pass(self, theta: Tensor, p: Tensor | None) -> tuple[list[float], Tensor, Tensor]:
+        """Mean cross-entropy at ``theta + t p`` for every ``t`` in ``_STEPS`` (only ``t = 0`` without
+        ``p``), and the data gradient and softmax curvature at the first of them; one read of the data."""
+        data, k = self.data, theta.shape[1]
+        wt, b = data.weights(theta)
+        steps = _STEPS if p is not None else (0.0,)
+        if p is not None:
+            wp, bp = data.weights(p)
+            wt, b = torch.cat([wt, wp], 1), torch.cat([b, bp])
+        w_low = wt.to(data.dtype)
+        losses = torch.zeros(len(steps), dtype=torch.float64, device=wt.device)
+        grad_x = torch.zeros_like(wt[:, :k])
+        grad_b = torch.zeros(k, device=wt.device)
+        curvature = torch.zeros(k, device=wt.device)
+        for x, x_low, y in data.rows():
+            out = torch.addmm(b, x, wt) if data.dtype == torch.float32 else (x_low @ w_low).float().add_(b)
+            for j, t in enumerate(steps):
+                logits = out[:, :k] if p is None else torch.add(out[:, :k], out[:, k:], alpha=t)
+                logp = torch.log_softmax(logits, 1)
+                losses[j] -= logp.gather(1, y[:, None]).sum(dtype=torch.float64)
+                if j == 0:
+                    r = logp.exp_()
+                    curvature += (r - r * r).sum(0)
+                    r[torch.arange(len(y), device=y.device), y] -= 1.0
+                    grad_b += r.sum(0)
+                    if data.dtype == torch.float32:
+                        grad_x.addmm_(x.T, r)
+                    else:  # P - Y rounded as a whole, as the in-memory solver does
+                        grad_x += (x_low.T @ r.to(data.dtype)).float()
+        n = data.n
+        theta_t = theta if p is None else theta + steps[0] * p
+        grad = torch.cat([data.proj.T @ grad_x, grad_b[None, :]], 0).div_(n)
+        grad.add_(self.weights * theta_t, alpha=self.lam)
+        return [float(v) / n for v in losses.cpu()], grad, (curvature / n)[None, :]
+
+    def inverse_hessian(self) -> Tensor:
+        """Diagonal inverse of ``solvers.SoftmaxProblem``'s Hessian model, [d+1, K]."""
+        h = self.variance * self.curvature + self.lam * self.weights
+        return h.clamp_min(1e-8).reciprocal_()
+
+    def suboptimality(self) -> float:
+        return 0.5 * solvers._dot(self.grad * self.inverse_hessian(), self.grad)
+
+    def set_lam(self, lam: float) -> None:
+        dlam, self.lam = lam - self.lam, lam
+        self.value += 0.5 * dlam * solvers._dot(self.weights * self.theta, self.theta)
+        self.grad.add_(self.weights * self.theta, alpha=dlam)
+
+    def step(self, p: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Armijo backtracking along ``p``, three step lengths per pass; ``(s, dgrad)`` or None."""
+        slope = solvers._dot(self.grad, p)
+        if not slope < 0:
+            return None
+        pen = (self._penalty(self.theta, self.theta), 2 * self._penalty(self.theta, p), self._penalty(p, p))
+        scale = 1.0
+        for _ in range(solvers._MAX_BACKTRACKS // len(_STEPS)):
+            losses, grad, curvature = self._pass(self.theta, p * scale)
+            for j, t in enumerate(_STEPS):
+                ts = t * scale
+                value = losses[j] + pen[0] + ts * pen[1] + ts * ts * pen[2]
+                if value <= self.value + solvers._ARMIJO * ts * slope:
+                    s = p * ts
+                    self.theta.add_(s)
+                    old_grad = self.grad
+                    if j == 0:
+                        self.grad, self.curvature, self.value = grad, curvature, value
+                    else:  # the gradient was computed at the first step length only: one more pass
+                        losses, self.grad, self.curvature = self._pass(self.theta, None)
+                        self.value = losses[0] + self._penalty(self.theta, self.theta)
+                    return s, self.grad - old_grad
+            scale *= _STEPS[-1] / 2
+        return None
+
+
 class StreamingLogisticHead(LogisticHead):
-    """``LogisticHead``'s contract (predict_proba, state_dict, classes_, n_features_in_, coef_, intercept_),
-    trained from a re-iterable source of blocks: see the module docstring. ``max_iter`` bounds the L-BFGS
-    iterations of each rung of the ``lam`` ladder (each costs one or a few passes over the data)."""
+    """``LogisticHead`` (same parameters, search and contract: predict_proba, state_dict, coef_, ...)
+    trained from a re-iterable source of blocks instead of arrays; see the module docstring.
 
-    def __init__(self, *, max_iter: int = 15, lam_ks: list[float] | None = None, max_passes: int = 80,
-                 tol: float = 3e-5, device: str = "cpu", seed: int = 0, **_ignored: Any) -> None:
-        super().__init__(max_iter=max_iter, tol=tol, device=device, seed=seed)
-        self.lam_ks, self.max_passes = lam_ks, max_passes
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"max_iter": self.max_iter, "lam_ks": self.lam_ks, "max_passes": self.max_passes, "tol": self.tol, "device": self.device,
-                "seed": self.seed}
+    With ``C`` and ``shrink`` both fixed, one fit at that point (val optional); otherwise the
+    regularisation is chosen on the val split, which is required (streaming holds out no train rows).
+    """
 
     def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, block_rows: int = 4096
             ) -> StreamingLogisticHead:
@@ -100,188 +244,84 @@ class StreamingLogisticHead(LogisticHead):
 
     @torch.no_grad()
     @solvers.without_denormals  # softmax probabilities underflow into denormals: 10-20x slower on x86
-    def fit_blocks(self, blocks: Blocks, *, X_val: Any, y_val: Any) -> StreamingLogisticHead:
-        if X_val is None or y_val is None:
-            raise ValueError("the streaming logistic head selects its regularisation on val: pass X_val and y_val")
+    def fit_blocks(self, blocks: Blocks, *, X_val: Any = None, y_val: Any = None) -> StreamingLogisticHead:
+        self._check_options()
+        fixed = self.C is not None and self.shrink is not None
+        if not fixed and (X_val is None or y_val is None):
+            raise ValueError("the streaming logistic head chooses C and shrink on val: pass X_val and y_val "
+                             "(or fix both C and shrink)")
         t0 = time.perf_counter()
-        stats = self._pass_statistics(blocks)
-        self.n_train_ = n = stats["n"]
+        device = resolve_device(self.device)
+        stats = self._pass_statistics(blocks, device)
+        n, k = stats["n"], len(self.classes_)
+        self.n_train_ = n
         val = self._encode_val(X_val, y_val)
-        xv, yv = torch.from_numpy(val[0]), torch.from_numpy(val[1])
-        basis = self._basis(stats)
-        k = len(self.classes_)
-        counts = stats["counts"]
-
-        # ridge path, in closed form from the statistics
-        vs = (basis.scale[:, None] * basis.eigvecs).double()
-        xty = stats["class_sums"] - counts[:, None] * stats["mean_shifted"][None, :]  # centred Y^T X [K, d]
-        bmat = (vs.T @ xty.T) / n  # [d, K]
-        prior = (counts / n).float()
-        ev = (xv - basis.mean) @ vs.float()
-        e = basis.eigvals.double()
-        accs = []
-        for alpha in RIDGE_ALPHAS:
-            scores = ev @ (bmat / (e + alpha)[:, None]).float() + prior
-            accs.append((scores.argmax(1) == yv).float().mean().item())
-        self.ridge_path_ = [{"alpha": a, "val_top1": acc} for a, acc in zip(RIDGE_ALPHAS, accs)]
-        base = max(zip(accs, RIDGE_ALPHAS))[1]  # ties: the stronger shrinkage
-        coef_white = (bmat / (e + base)[:, None])  # [d, K], eigen coordinates of the ridge weights
-        ridge_wt = (vs @ coef_white).float()
-        ridge_b = prior - basis.mean @ ridge_wt
-        temp, ridge_loss = _fit_temperature(xv @ ridge_wt + ridge_b, yv)
-        ridge = {"kind": "ridge", "alpha": base, "val_top1": max(accs), "val_loss": ridge_loss,
-                 "wt": ridge_wt / temp, "b": ridge_b / temp, "lam": math.nan, "n_iter": 0}
-        self.selection_ = [{k_: v for k_, v in ridge.items() if k_ not in ("wt", "b")}]
-
-        # logistic refinement in the whitened basis, warm-started from the ridge solution
-        proj = (vs * (e + base).rsqrt()).float()  # P: (x - mean) @ P are whitened coordinates
-        # warm start: the temperature-scaled ridge weights in whitened coordinates (U = P^-1 W^T), log-prior bias
-        u0 = ((e + base).sqrt()[:, None] * coef_white).float() / temp
-        theta = torch.cat([u0, prior.clamp_min(1e-12).log()[None, :]], 0)
-        best, self.n_passes_ = ridge, 0
-        ladder = self.lam_ks or LAM_K_LADDER
-        previous, f_scale = None, math.log(k)
-        for lam_k in ladder:
-            lam = lam_k / k
-            theta, n_iter, passes, f_scale = self._lbfgs(blocks, basis.mean, proj, theta, lam, n, f_scale)
-            self.n_passes_ += passes
-            wt = proj @ theta[:-1]
-            b = theta[-1] - basis.mean @ wt
-            logits = xv @ wt + b
-            fit = {"kind": "logistic", "alpha": base, "lam": lam, "n_iter": n_iter,
-                   "val_top1": (logits.argmax(1) == yv).float().mean().item(),
-                   "val_loss": torch.nn.functional.cross_entropy(logits, yv).item(), "wt": wt, "b": b}
-            self.selection_.append({k_: v for k_, v in fit.items() if k_ not in ("wt", "b")})
-            if _better(fit, best) or best["kind"] == "ridge" and _better_or_equal(fit, best):
-                best = fit
-            if previous is not None and not _clearly_better(fit, previous):
-                break  # going down the ladder no longer pays on val: stop
-            if self.n_passes_ >= self.max_passes:
-                break  # pass budget spent (each pass reads the whole train split)
-            previous = fit
-        self.kind_, self.alpha_ = best["kind"], base
-        W, bias = best["wt"].T.contiguous(), best["b"]
-        self._W, self._b = W.float(), bias.float()
-        self.coef_, self.intercept_ = self._W.numpy(), self._b.numpy()
-        self.C_ = 1.0 / (best["lam"] * n) if best["kind"] == "logistic" else math.inf
-        self.shrink_ = base
-        self.n_iter_ = best["n_iter"]
+        if val is None:  # fixed point: a 1-row stand-in keeps the design uniform; it is not used to choose
+            val = (np.zeros((1, self.n_features_in_), np.float32), np.zeros(1, np.int64))
+        xv, yv = self._tensor(val[0]), self._tensor(val[1])
+        basis = solvers.eigenbasis(stats["mean"], stats["cov"], standardize=self.standardize)
+        options = self._options(n, self.n_features_in_)
+        if fixed:
+            shrinks, lams = [self.shrink], [1.0 / (self.C * n)]
+            self.ridge_path_ = []
+        else:
+            xty = stats["class_sums"] - stats["counts"][:, None] * (stats["mean"] - stats["shift"])[None, :]
+            accs = solvers.ridge_scores(basis, xty, stats["counts"], xv, yv, RIDGE_ALPHAS, dtype=options.dtype)
+            self.ridge_path_ = [{"alpha": a, "val_top1": acc} for a, acc in zip(RIDGE_ALPHAS, accs)]
+            shrinks = self._shrinks(max(zip(accs, RIDGE_ALPHAS))[1])  # ties: the stronger shrinkage
+            lams = self._lam_grid(n, k)
+        data = StreamedDesign(blocks, basis, base=shrinks[0], classes=self.classes_, counts=stats["counts"],
+                              val=(xv, yv), dtype=options.dtype, device=device)
+        if fixed:
+            rung = solvers.Rung(data, shrink=shrinks[0], theta=data.initial_theta(k), lam=lams[0], options=options)
+            chosen = rung.solve(lams[0])
+            self.selection_ = [] if X_val is None else [_row(chosen, n, self.C)]
+        else:
+            chosen, fits = solvers.search_logistic(data, n_classes=k, lams=lams, shrinks=shrinks,
+                                                   start=LAM_K_START / k, options=options, search_tol=self.tol)
+            self.selection_ = [_row(f, n) for f in fits]
+        self._set_solution(chosen, data, n=n)
+        self.n_passes_ = data.passes + 1  # + the statistics pass
         self.seconds_ = time.perf_counter() - t0
         return self
 
-    def selected_params(self) -> dict[str, Any]:
-        self._check_fitted()
-        return {"C": self.C_ if math.isfinite(self.C_) else None, "shrink": self.shrink_}
-
-    # --- passes
-    def _pass_statistics(self, blocks: Blocks) -> dict[str, Any]:
-        """Pass 1: exact float64 sufficient statistics, labels encoded on the fly."""
-        n, shift, s1, gram, csum, cnt, d = 0, None, None, None, {}, {}, None
+    def _pass_statistics(self, blocks: Blocks, device: torch.device) -> dict[str, Any]:
+        """Exact sufficient statistics in one pass (float64 sums of float32 block products)."""
+        n, shift, s1, gram, buffers = 0, None, None, None, None
+        csum: dict[Any, Tensor] = {}
+        cnt: dict[Any, int] = {}
         for xb, yb in blocks():
             if len(yb) == 0:
                 continue
-            x = torch.from_numpy(np.ascontiguousarray(xb)).float()
-            if not torch.isfinite(x).all():
-                raise ValueError("train features contain NaN or infinity")
             if shift is None:
-                d = x.shape[1]
-                shift = x.mean(0)
-                s1 = torch.zeros(d, dtype=torch.float64)
-                gram = torch.zeros(d, d, dtype=torch.float64)
-            elif x.shape[1] != d:
-                raise ValueError(f"blocks have different widths: {d} and {x.shape[1]}")
-            xc = x - shift
-            n += len(x)
+                d = xb.shape[1]
+                shift = torch.from_numpy(np.asarray(xb, dtype=np.float32).mean(0)).to(device)
+                buffers = _Buffers(d, torch.float32, device)
+                s1 = torch.zeros(d, dtype=torch.float64, device=device)
+                gram = torch.zeros(d, d, dtype=torch.float64, device=device)
+            elif xb.shape[1] != shift.numel():
+                raise ValueError(f"blocks have different widths: {shift.numel()} and {xb.shape[1]}")
+            xc = buffers.load(xb, shift)
+            if not torch.isfinite(xc).all():
+                raise ValueError("train features contain NaN or infinity")
+            n += len(xc)
             s1 += xc.sum(0, dtype=torch.float64)
-            gram += (xc.T @ xc).double()
-            yb = np.asarray(yb)
-            uniq, inv = np.unique(yb, return_inverse=True)
-            sums = torch.zeros(len(uniq), d).index_add_(0, torch.from_numpy(inv.astype(np.int64)), xc).double()
+            gram += xc.T @ xc
+            uniq, inv = np.unique(np.asarray(yb), return_inverse=True)
+            sums = torch.zeros(len(uniq), xc.shape[1], device=device).index_add_(
+                0, torch.from_numpy(inv.astype(np.int64)).to(device), xc).double()
+            bins = np.bincount(inv, minlength=len(uniq))
             for j, label in enumerate(uniq.tolist()):
                 csum[label] = csum[label] + sums[j] if label in csum else sums[j]
-                cnt[label] = cnt.get(label, 0) + int((inv == j).sum())
+                cnt[label] = cnt.get(label, 0) + int(bins[j])
         if n == 0:
             raise ValueError("the train blocks are empty")
         self.classes_ = np.array(sorted(csum))
         if len(self.classes_) < 2:
             raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
-        self.n_features_in_ = d
-        self._label_codes = {c: i for i, c in enumerate(self.classes_.tolist())}
-        return {"n": n, "shift": shift.double(), "mean_shifted": s1 / n, "gram": gram,
+        self.n_features_in_ = shift.numel()
+        m = s1 / n
+        return {"n": n, "shift": shift.double(), "mean": shift.double() + m,
+                "cov": gram / n - torch.outer(m, m),
                 "class_sums": torch.stack([csum[c] for c in self.classes_.tolist()]),
-                "counts": torch.tensor([cnt[c] for c in self.classes_.tolist()], dtype=torch.float64)}
-
-    def _basis(self, stats: dict[str, Any]) -> solvers.Eigenbasis:
-        n, m = stats["n"], stats["mean_shifted"]
-        cov = stats["gram"] / n - torch.outer(m, m)
-        var = cov.diagonal().clamp_min(0)
-        scale = float(var.mean().clamp_min(1e-30).rsqrt())
-        eigvals, eigvecs = torch.linalg.eigh(cov * scale ** 2)
-        mean = (stats["shift"] + m).float()
-        return solvers.Eigenbasis(mean, torch.full((len(m),), scale, dtype=torch.float32),
-                                  eigvals.clamp_min(0).float(), eigvecs.float().contiguous())
-
-    def _codes(self, yb: np.ndarray) -> Tensor:
-        yb = np.asarray(yb)
-        idx = np.searchsorted(self.classes_, yb)
-        return torch.from_numpy(idx.astype(np.int64))
-
-    def _lbfgs(self, blocks: Blocks, mean: Tensor, proj: Tensor, theta: Tensor, lam: float, n: int,
-               f_scale: float) -> tuple[Tensor, int, int, float]:
-        """Full-batch L-BFGS at ``lam``; every closure call is one streaming pass. Stops once an iteration
-        changes the objective by less than ``tol`` relative to ``f_scale`` (the previous rung's objective)."""
-        param = theta.clone().requires_grad_(False)
-        passes, last = [0], [f_scale]
-
-        def closure() -> Tensor:
-            passes[0] += 1
-            u, b = param[:-1], param[-1]
-            wt = proj @ u
-            grad_w = torch.zeros_like(wt)
-            grad_b = torch.zeros_like(b)
-            loss = 0.0
-            for xb, yb in blocks():
-                x = torch.from_numpy(np.ascontiguousarray(xb)).float() - mean
-                y = self._codes(yb)
-                logits = torch.addmm(b, x, wt)
-                logp = torch.log_softmax(logits, 1)
-                loss -= float(logp.gather(1, y[:, None]).sum(dtype=torch.float64))
-                r = logp.exp_()
-                r[torch.arange(len(y)), y] -= 1.0
-                grad_w.addmm_(x.T, r)
-                grad_b += r.sum(0)
-            gu = proj.T @ grad_w / n + lam * u
-            param.grad = torch.cat([gu, (grad_b / n)[None, :]], 0)
-            last[0] = loss / n + 0.5 * lam * float((u.double() ** 2).sum())
-            return torch.tensor(last[0])
-
-        scale = max(f_scale, _LOSS_FLOOR)
-        opt = torch.optim.LBFGS([param], lr=1.0, max_iter=self.max_iter, history_size=10,
-                                tolerance_grad=self.tol * 1e-2 * scale, tolerance_change=self.tol * scale,
-                                line_search_fn="strong_wolfe")
-        with torch.enable_grad():  # LBFGS.step is decorated no_grad anyway; the closure needs no autograd
-            opt.step(closure)
-        n_iter = int(opt.state[opt._params[0]].get("n_iter", 0))
-        return param.detach().clone(), n_iter, passes[0], last[0]
-
-
-def _better(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return (a["val_top1"], -a["val_loss"]) > (b["val_top1"], -b["val_loss"])
-
-
-def _clearly_better(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Better top-1, or the same top-1 and a val loss lower by more than 2%."""
-    return a["val_top1"] > b["val_top1"] or (a["val_top1"] == b["val_top1"] and a["val_loss"] < 0.98 * b["val_loss"])
-
-
-def _better_or_equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a["val_top1"] >= b["val_top1"]
-
-
-def _fit_temperature(scores: Tensor, y: Tensor) -> tuple[float, float]:
-    """The temperature (on a log grid) that minimises val cross-entropy of ``scores / T``."""
-    best = (math.inf, 1.0)
-    for t in _TEMPERATURES:
-        loss = torch.nn.functional.cross_entropy(scores / float(t), y).item()
-        best = min(best, (loss, float(t)))
-    return best[1], best[0]
+                "counts": torch.tensor([cnt[c] for c in self.classes_.tolist()], dtype=torch.float64, device=device)}

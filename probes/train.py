@@ -189,8 +189,10 @@ def _fit_streaming(req: FitRequest, feats: Features, reason: str):
     val = feats.split("val")
     if (val.labels < 0).any():
         raise ProbesError("the val split has unlabeled images; it cannot select a head")
-    params = {k: v for k, v in req.params.items() if k in ("max_iter", "lam_ks", "max_passes", "tol")}
-    head = StreamingLogisticHead(seed=req.seed, **params)
+    try:
+        head = StreamingLogisticHead(seed=req.seed, device=req.device, **req.params)
+    except TypeError as e:
+        raise ProbesError(f"bad parameter for the streaming logistic head: {e}") from e
     try:
         head.fit_blocks(feature_set_blocks(feats.sets[0], "train"), X_val=val.features, y_val=val.labels)
     except ValueError as e:
@@ -200,7 +202,7 @@ def _fit_streaming(req: FitRequest, feats: Features, reason: str):
     pv = head.predict_proba(val.features)
     val_metrics = classification_metrics(pv, val.labels, feats.classes)
     preds = {"val": Predictions(val.ids, pv, val.labels)}
-    mode = f"selected on val, streaming ({reason}; {head.kind_} head, {head.n_passes_} passes)"
+    mode = f"selected on val, streaming ({reason}; {head.n_passes_} passes over train)"
     return head, norm, table, head.selected_params(), mode, val_metrics, preds
 
 

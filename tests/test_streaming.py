@@ -1,4 +1,4 @@
-"""Streaming logistic head: same accuracy as the in-memory head, chosen by the memory budget, round-trips."""
+"""Streaming logistic head: the in-memory objective exactly, the same accuracy, chosen by the memory budget."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 import featstore.importer as importer
 from featstore.store import FeatureSetWriter, open_feature_set
 from probes.data import ProbesError
+from probes import solvers
 from probes.heads import LogisticHead
-from probes.streaming import StreamingLogisticHead, feature_set_blocks
+from probes.streaming import StreamedDesign, StreamingLogisticHead, array_blocks, feature_set_blocks
 from probes.train import FitRequest, fit_run, streaming_reason
 
 K, D = 20, 32
@@ -72,10 +73,75 @@ def test_streamed_fit_matches_in_memory_accuracy(store):
     assert head.predict_proba(xv).shape == (len(xv), K)
 
 
+def _designs(n: int = 1500, block_rows: int = 256):
+    """The same whitened problem in memory (``Whitened``) and streamed (``StreamedDesign``), fp32."""
+    x, y = _synthetic(n, 5)
+    xv, yv = _synthetic(300, 6)
+    X, Y, Xv, Yv = (torch.from_numpy(a) for a in (x, y, xv, yv))
+    basis = solvers.fit_eigenbasis(X)
+    memory = solvers.whiten_split(basis, X, Y, (Xv, Yv), base=0.5, dtype=torch.float32)
+    counts = torch.bincount(Y, minlength=K).double()
+    streamed = StreamedDesign(array_blocks(x, y, block_rows), basis, base=0.5, classes=np.arange(K), counts=counts,
+                              val=(Xv, Yv), dtype=torch.float32, device=torch.device("cpu"))
+    return memory, streamed
+
+
+def _problems(theta: torch.Tensor, lam: float = 0.02):
+    memory, streamed = _designs()
+    e = memory.basis.eigvals
+    kw = {"weights": torch.cat([(e + 2.0) / (e + 0.5), e.new_zeros(1)])[:, None],
+          "variance": torch.cat([e / (e + 0.5), e.new_ones(1)])[:, None]}
+    return memory.problem(theta, lam, **kw), streamed.problem(theta, lam, **kw), streamed
+
+
+def test_streamed_objective_equals_the_in_memory_one():
+    theta = torch.randn(D + 1, K, generator=torch.Generator().manual_seed(0)) * 0.3
+    mem, st, design = _problems(theta)
+    assert design.passes == 1  # value, gradient and curvature from one read of the data
+    assert st.value == pytest.approx(mem.value, rel=1e-5)
+    torch.testing.assert_close(st.grad, mem.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(st.curvature, mem.curvature, rtol=0.05, atol=1e-4)  # mem samples rows
+    assert st.suboptimality() == pytest.approx(mem.suboptimality(), rel=0.1)
+
+
+def test_streamed_step_matches_and_backtracks_in_one_or_two_passes():
+    theta = torch.randn(D + 1, K, generator=torch.Generator().manual_seed(1)) * 0.3
+    mem, st, design = _problems(theta)
+    p = -mem.grad * mem.inverse_hessian()  # a well-scaled descent direction: the whole step is taken
+    before = design.passes
+    (s_mem, y_mem), (s_st, y_st) = mem.step(p.clone()), st.step(p.clone())
+    assert design.passes == before + 1
+    torch.testing.assert_close(s_st, s_mem)
+    assert st.value == pytest.approx(mem.value, rel=1e-5)
+    torch.testing.assert_close(st.grad, mem.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(y_st, y_mem, rtol=1e-3, atol=1e-6)
+    # a direction 40x too long: Armijo backtracks; the accepted point's gradient is exact
+    p = -st.grad * st.inverse_hessian() * 40.0
+    value = st.value
+    s, _ = st.step(p)
+    assert st.value < value and s.norm() < p.norm() / 2
+    fresh = design.problem(st.theta, st.lam, weights=st.weights, variance=st.variance)
+    assert st.value == pytest.approx(fresh.value, rel=1e-6)
+    torch.testing.assert_close(st.grad, fresh.grad, rtol=1e-4, atol=1e-7)
+    assert st.step(torch.zeros_like(p)) is None  # not a descent direction
+
+
+def test_fixed_c_and_shrink_need_no_val_and_match_in_memory(store):
+    fs = open_feature_set("synth", cache=store / "cache")
+    x, y = _arrays(fs, "train")
+    memory = LogisticHead(C=0.05, shrink=1.0, tol=1e-6, device="cpu", precision="fp32").fit(x, y)
+    head = StreamingLogisticHead(C=0.05, shrink=1.0, tol=1e-6, device="cpu", precision="fp32")
+    head.fit_blocks(feature_set_blocks(fs))
+    np.testing.assert_allclose(head.coef_, memory.coef_, rtol=1e-3, atol=2e-4)
+    np.testing.assert_allclose(head.intercept_, memory.intercept_, rtol=1e-3, atol=2e-3)
+    with pytest.raises(ValueError, match="pass X_val and y_val"):
+        StreamingLogisticHead().fit_blocks(feature_set_blocks(fs))
+
+
 def test_state_dict_round_trip(store):
     fs = open_feature_set("synth", cache=store / "cache")
     xv, yv = _arrays(fs, "val")
-    head = StreamingLogisticHead(lam_ks=[1e-3], max_iter=10).fit_blocks(feature_set_blocks(fs), X_val=xv, y_val=yv)
+    head = StreamingLogisticHead(C=0.1, shrink=1.0, max_iter=10).fit_blocks(feature_set_blocks(fs), X_val=xv, y_val=yv)
     state = {k: v.clone() for k, v in head.state_dict().items()}
     again = LogisticHead.from_state_dict(state, {"device": "cpu"})
     np.testing.assert_allclose(again.predict_proba(xv), head.predict_proba(xv), rtol=1e-5, atol=1e-6)
