@@ -177,9 +177,9 @@ def main() -> None:
 def table(results: list[dict]) -> str:
     def cell(r: dict, key: str, fmt: str) -> str:
         return fmt.format(r[key]) if key in r else r.get("skipped", str(r.get("error", "-")))
-    lines = ["| rows | in-memory s | in-memory rows/s | in-memory top-1 | in-memory peak RSS MB "
-             "| streaming s | streaming rows/s | streaming top-1 | streaming passes | streaming peak RSS MB "
-             "| stream/memory rows/s |",
+    lines = [("| rows | in-memory s | in-memory rows/s | in-memory top-1 | in-memory peak RSS MB "
+              "| streaming s | streaming rows/s | streaming top-1 | streaming passes | streaming peak RSS MB "
+              "| stream/memory rows/s |"),
              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for res in results:
         m, s = res["memory"], res["stream"]

@@ -9,12 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-import featstore.importer as importer
+from featstore import importer
 from featstore.store import FeatureSetWriter, open_feature_set
-from probes.data import ProbesError
 from probes import solvers
+from probes.data import ProbesError
 from probes.heads import LogisticHead
-from probes.streaming import StreamedDesign, StreamingLogisticHead, array_blocks, feature_set_blocks
+from probes.streaming import (
+    StreamedDesign,
+    StreamingLogisticHead,
+    array_blocks,
+    feature_set_blocks,
+)
 from probes.train import FitRequest, fit_run, streaming_reason
 
 K, D = 20, 32
