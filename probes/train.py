@@ -42,7 +42,7 @@ DEFAULT_MEMORY_GB = 4.0
 
 
 def memory_budget_bytes(req: FitRequest) -> float:
-    """The budget for the train features held as float32: the request's, else $PROBES_MEMORY_GB, else 4 GB."""
+    """The memory an in-memory fit may use (``in_memory_bytes``): the request's, else $PROBES_MEMORY_GB, else 4 GB."""
     gb = req.memory_budget_gb
     if gb is None:
         env = os.environ.get("PROBES_MEMORY_GB", "").strip()
@@ -63,11 +63,22 @@ def streaming_reason(req: FitRequest, *, cache: Path | None = None) -> str | Non
     if not req.features:
         return None
     sets = [open_feature_set(r, cache=cache) for r in req.features]
-    rows, dim = sets[0].count("train"), sum(s.dim for s in sets)
-    need, budget = rows * dim * 4, memory_budget_bytes(req)
+    rows, dim, k = sets[0].count("train"), sum(s.dim for s in sets), len(sets[0].classes)
+    need, budget = in_memory_bytes(req.head, rows=rows, dim=dim, classes=k), memory_budget_bytes(req)
     if need <= budget:
         return None
-    return (f"train {rows} rows x {dim} = {need / 1e9:.2f} GB float32 > budget {budget / 1e9:.2f} GB")
+    return (f"train {rows} rows x {dim}: an in-memory {req.head} fit needs ~{need / 1e9:.3g} GB "
+            f"> budget {budget / 1e9:.3g} GB")
+
+
+def in_memory_bytes(head: str, *, rows: int, dim: int, classes: int) -> int:
+    """What an in-memory fit holds at its peak, beyond the interpreter. Logistic: the float32 train, its
+    bf16 whitened copy and a few [rows, classes] float32 logits/probabilities (bench/probe_scale.py
+    measured 6.3-8.1 KB per row at dim 768, 100 classes; this gives 7.7). MLP: train and its
+    normalised copy."""
+    if head == "logistic":
+        return rows * (8 * dim + 16 * classes)
+    return rows * 8 * dim
 
 
 @dataclass
