@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import h5py
@@ -21,6 +24,7 @@ from featstore.errors import NonFiniteError, StoreLockedError
 from featstore.extract import ExtractOptions, extract
 from featstore.images import decode_image
 from featstore.store import FeatureSetWriter, list_feature_sets, open_feature_set
+from featstore.store.shards import STALE_TEMP_S
 
 OPTS = ExtractOptions(device="cpu", batch_size=2, workers=0, shard_rows=4)
 
@@ -93,16 +97,29 @@ def test_resume_after_hard_kill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     """A killed process flushes nothing and writes no manifest: finished shards are adopted, nothing else."""
     root = write_folder_dataset(tmp_path / "data", per_class=5)
 
-    def killed(self, *exc):  # what SIGKILL leaves: the shards already renamed, plus a stray temp file
-        (self.folder / ".tmp-train-999-deadbeef.h5").write_bytes(b"half")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host, old = socket.gethostname(), time.time() - 2 * STALE_TEMP_S
+    temps = {"dead": f".tmp@{host}@{gone.pid}@deadbeef@train.h5", "live": f".tmp@{host}@{os.getpid()}@0badf00d@train.h5",
+             "other host": f".tmp@not-{host}@{gone.pid}@feedface@train.h5",
+             "just killed": f".tmp@{host}@{gone.pid}@c0ffee00@val.h5"}
+
+    def killed(self, *exc):  # what SIGKILL leaves: the shards already renamed, plus stray temp files
+        for name, temp in temps.items():
+            (self.folder / temp).write_bytes(b"half")
+            if name != "just killed":
+                os.utime(self.folder / temp, (old, old))
         self._lock.release()
 
     monkeypatch.setattr(FeatureSetWriter, "__exit__", killed)
     with pytest.raises(KeyboardInterrupt):
         extract(model="pixels", data=root, cache=tmp_path / "a", options=OPTS, progress=_interrupt_after(4))
     monkeypatch.undo()
+    folder = next((tmp_path / "a").glob("*/*"))  # the feature set folder (no manifest yet: nothing to open)
     rep = extract(model="pixels", data=root, cache=tmp_path / "a", options=OPTS)
     assert rep.splits[0].reused == 8  # exactly the two complete shards (4 rows each), not the lost buffer
+    # the dead writer's old temp is removed; a live writer's, another host's and a fresh one are not
+    assert sorted(p.name for p in folder.glob(".tmp@*")) == sorted(v for k, v in temps.items() if k != "dead")
     extract(model="pixels", data=root, cache=tmp_path / "b", options=OPTS)
     _same_store(_all(tmp_path / "a"), _all(tmp_path / "b"))
 

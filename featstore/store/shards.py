@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,11 @@ from featstore.store.manifest import strings
 
 _STR = h5py.string_dtype("utf-8")
 _CHUNK_ROWS = 512  # 256-1024-row uncompressed chunks write at disk speed (MEASURED.md)
+# Temp shards: `.tmp@<host>@<pid>@<random>@<split>.h5` ('@' is in no host name; SHARD_RE never matches).
+_TMP_RE = re.compile(r"^\.tmp@(?P<host>[^@]+)@(?P<pid>\d+)@[0-9a-f]{8}@.+\.h5$")
+# A live writer touches its temp file continuously until it links it; older than this and owned by a
+# process that is gone, it is litter (containers sharing a host name do not share PIDs: the age guards them).
+STALE_TEMP_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,7 @@ def write_shard(folder: Path, split: str, *, ids: list[str], labels: np.ndarray,
     n = len(ids)
     if not (len(labels) == len(sha1) == features.shape[0] == n) or n == 0:
         raise StoreError(f"shard for {split}: inconsistent or empty rows ({n} ids, {features.shape[0]} vectors)")
-    tmp = folder / f".tmp-{split}-{os.getpid()}-{uuid.uuid4().hex[:8]}.h5"
+    tmp = folder / f".tmp@{socket.gethostname()}@{os.getpid()}@{uuid.uuid4().hex[:8]}@{split}.h5"
     try:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("features", data=features.astype(np.float16, copy=False),
@@ -47,6 +55,33 @@ def write_shard(folder: Path, split: str, *, ids: list[str], labels: np.ndarray,
         return _publish(tmp, folder, split)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: Path, *, min_age_s: float = STALE_TEMP_S) -> list[Path]:
+    """Delete temp shards of writers that were killed on this host (SIGKILL, OOM: their ``finally`` never
+    ran). Temps of live processes, of other hosts and younger than ``min_age_s`` are left alone."""
+    host, now, removed = socket.gethostname(), time.time(), []
+    for path in folder.glob(".tmp@*.h5"):
+        m = _TMP_RE.match(path.name)
+        if not m or m["host"] != host or _alive(int(m["pid"])):
+            continue
+        try:
+            if now - path.stat().st_mtime >= min_age_s:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another cleaner got there first
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, belongs to someone else
+        return True
+    return True
 
 
 def _publish(tmp: Path, folder: Path, split: str) -> Path:

@@ -13,7 +13,7 @@ from featstore.errors import StoreError, StoreLockedError
 from featstore.store.keys import STORE_FORMAT, canonical_json
 from featstore.store.manifest import SplitIndex, read_index, read_manifest, write_index, write_manifest
 from featstore.store.parts import read_parts, write_part
-from featstore.store.shards import read_rows, shard_files, write_shard
+from featstore.store.shards import read_rows, remove_stale_temps, shard_files, write_shard
 
 DEFAULT_SHARD_ROWS = 4096
 
@@ -68,6 +68,7 @@ class FeatureSetWriter:
                 f"(lock {self._lock.lock_file}); wait for it to finish, or rerun with --wait") from None
         try:
             self.manifest = self._load_or_create()
+            self.removed_temps = remove_stale_temps(self.folder)  # litter of killed writers
             self._adopt_shards()
         except BaseException:
             self._lock.release()
