@@ -269,7 +269,8 @@ def ls_sets(cache: CacheOpt = None) -> None:
     for col in ("encoder", "key", "splits", "dim", "size", "failures", "updated", "dataset"):
         table.add_column(col)
     for s in sets:
-        counts = ", ".join(f"{sp} {s.count(sp):,}" for sp in s.splits) or "(incomplete)"
+        counts = ", ".join(f"{sp} {s.count(sp):,}" + (f" ({s.missing(sp):,} missing)" if s.missing(sp) else "")
+                           for sp in s.splits) or "(incomplete)"
         table.add_row(s.encoder, s.key, counts, str(s.dim), human_bytes(s.size_bytes()), str(len(s.failures())),
                       s.manifest.get("updated", "")[:19], s.dataset.get("name", ""))
     out.print(table)
@@ -291,11 +292,15 @@ def info(ref: Annotated[str, typer.Argument(help="Feature set key (or prefix), e
     out.print(f"dataset {fs.dataset.get('name')} ({fs.dataset.get('layout')}), {len(fs.classes)} classes: "
               f"{', '.join(fs.classes[:8])}{' ...' if len(fs.classes) > 8 else ''}", highlight=False)
     table = Table()
-    for col in ("split", "images", "shards", "failures"):
+    for col in ("split", "images", "shards", "failures", "missing"):
         table.add_column(col)
     for sp, v in m["splits"].items():
-        table.add_row(sp, f"{v.get('count', 0):,}", str(len(v.get("shards", []))), str(len(v.get("failures", []))))
+        table.add_row(sp, f"{v.get('count', 0):,}", str(len(v.get("shards", []))), str(len(v.get("failures", []))),
+                      f"{fs.missing(sp):,}")
     out.print(table)
+    if any(fs.missing(sp) for sp in m["splits"]):
+        err.print("[yellow]warning:[/] some images have no vector yet (a worker that has not run or was killed): "
+                  "rerun those workers (or a plain featstore extract), then featstore merge", highlight=False)
     for f in fs.failures():
         out.print(f"  failed {f['split']}/{f['id']}: {f['reason']}", highlight=False)
     from featstore.leaks import shared_images

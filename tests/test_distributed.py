@@ -211,6 +211,11 @@ def test_killed_worker_then_other_rank_count_has_no_duplicates(tmp_path: Path, m
     monkeypatch.undo()
     partial = merge(model="pixels", data=root, cache=cache)  # merge trusts the dead worker's shards by re-hashing
     assert partial.splits[0].hashed > 0 and partial.missing
+    shown = _cli("info", "pixels", "--cache", str(cache))
+    assert shown.exit_code == 0 and "no vector yet" in shown.output
+    n_missing = sum(1 for m in partial.missing if m["split"] == "train")
+    assert list_feature_sets(cache)[0].missing("train") == n_missing > 0
+    assert "missing" in _cli("ls", "--cache", str(cache)).output
     for i in range(2):
         extract(model="pixels", data=root, cache=cache, options=OPTS, rank=Rank(i, 2))
     assert not merge(model="pixels", data=root, cache=cache).missing

@@ -54,6 +54,10 @@ class FeatureSet:
     def count(self, split: str) -> int:
         return int(self.manifest["splits"].get(split, {}).get("count", 0))
 
+    def missing(self, split: str) -> int:
+        """Images the last merge found neither stored nor failed (workers not run yet, or killed)."""
+        return int(self.manifest["splits"].get(split, {}).get("missing", 0))
+
     def failures(self, split: str | None = None) -> list[dict[str, str]]:
         splits = [split] if split else list(self.manifest["splits"])
         return [dict(f, split=s) for s in splits for f in self.manifest["splits"].get(s, {}).get("failures", [])]
