@@ -184,12 +184,12 @@ def _fit_holdout(req: FitRequest, feats: Features):
 def _fit_streaming(req: FitRequest, feats: Features, reason: str):
     """Train over the memory budget: the streaming logistic head reads the train shards block by block
     (fp16 on disk, fp32 compute); val and test are loaded (they are small)."""
-    from probes.streaming import StreamingLogisticHead, feature_set_blocks
+    from probes.streaming import StreamingLogisticHead, array_blocks, chain_blocks, feature_set_blocks
 
     hint = "raise the budget (--memory-gb / PROBES_MEMORY_GB)"
     if req.head != "logistic":
         raise ProbesError(f"{reason}: the {req.head} head trains in memory only; {hint} or use --head logistic")
-    unsupported = [name for name, on in (("--sweep", req.sweep), ("--cv", req.cv), ("--final", req.final),
+    unsupported = [name for name, on in (("--sweep", req.sweep), ("--cv", req.cv),
                                          ("several feature sets", len(req.features) > 1),
                                          (f"--normalize {req.normalize}", req.normalize not in (None, "none")))
                    if on]
@@ -204,17 +204,21 @@ def _fit_streaming(req: FitRequest, feats: Features, reason: str):
         head = StreamingLogisticHead(seed=req.seed, device=req.device, **req.params)
     except TypeError as e:
         raise ProbesError(f"bad parameter for the streaming logistic head: {e}") from e
+    train = feature_set_blocks(feats.sets[0], "train")
     try:
-        head.fit_blocks(feature_set_blocks(feats.sets[0], "train"), X_val=val.features, y_val=val.labels)
+        head.fit_blocks(train, X_val=val.features, y_val=val.labels)
     except ValueError as e:
         raise ProbesError(f"streaming fit: {e}") from e
-    table = list(head.selection_)
-    norm = Normalizer("none")
+    table, chosen = list(head.selection_), head.selected_params()
     pv = head.predict_proba(val.features)
     val_metrics = classification_metrics(pv, val.labels, feats.classes)
     preds = {"val": Predictions(val.ids, pv, val.labels)}
     mode = f"selected on val, streaming ({reason}; {head.n_passes_} passes over train)"
-    return head, norm, table, head.selected_params(), mode, val_metrics, preds
+    if req.final:  # the chosen (C, shrink), refit on the train shards followed by val
+        head = StreamingLogisticHead(**{**head.get_params(), **chosen})
+        head.fit_blocks(chain_blocks(train, array_blocks(val.features, val.labels)))
+        mode += f", refit on train+val ({head.n_passes_} passes)"
+    return head, Normalizer("none"), table, chosen, mode, val_metrics, preds
 
 
 def _fit_cv(req: FitRequest, feats: Features):

@@ -170,6 +170,17 @@ def test_fit_run_dispatches_on_the_memory_budget(store, tmp_path, monkeypatch):
     assert streaming_reason(FitRequest(features=("synth",), memory_budget_gb=1.0), cache=cache) is None
 
 
+def test_final_refit_streams_train_then_val(store, tmp_path):
+    cache, runs = store / "cache", tmp_path / "runs"
+    memory = fit_run(FitRequest(features=("synth",), device="cpu", final=True), cache=cache, runs=runs)
+    streamed = fit_run(FitRequest(features=("synth",), device="cpu", final=True, memory_budget_gb=1e-4),
+                       cache=cache, runs=runs)
+    assert "refit on train+val" in streamed.mode and "streaming" in streamed.mode
+    a, b = memory.run.predictions("test").probs, streamed.run.predictions("test").probs
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.98
+    assert streamed.run.config["final"] is True
+
+
 def test_over_budget_mlp_and_unsupported_options_say_why(store, tmp_path):
     cache = store / "cache"
     with pytest.raises(ProbesError, match="mlp head trains in memory only.*--memory-gb"):
