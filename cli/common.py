@@ -1,0 +1,105 @@
+"""What both command lines share: consoles, the error boundary, progress bars, option types."""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+_WIDE = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120  # piped output: wide tables, not 80 columns
+out = Console(width=_WIDE)  # results
+err = Console(stderr=True, width=_WIDE)  # progress, messages
+DEBUG_VAR = "FEATSTORE_DEBUG"
+
+# Options shared by several commands.
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Feature store root. Default: $FEATSTORE_CACHE or ./cache.", show_default=False)]
+
+
+def boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The one place library errors become a single line on stderr and exit code 1."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from featstore.errors import FeatstoreError
+
+        try:
+            return fn(*args, **kwargs)
+        except (FeatstoreError, ValueError, FileNotFoundError, PermissionError) as e:
+            if os.environ.get(DEBUG_VAR):
+                raise
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)  # one line; traceback: FEATSTORE_DEBUG=1
+            raise typer.Exit(1) from None
+        except typer.Exit:
+            raise
+        except Exception as e:  # a bug: still one line by default, the traceback on demand
+            if os.environ.get(DEBUG_VAR):
+                raise
+            err.print(f"[bold red]error:[/] unexpected {type(e).__name__}: {e} (a bug; {DEBUG_VAR}=1 shows the traceback)",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: finished shards are kept; rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+    return run
+
+
+class RateColumn(ProgressColumn):
+    """images/s over the whole task (rich's speed column is for bytes)."""
+
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} img/s" if speed else "- img/s", style="cyan")
+
+
+class RichProgress:
+    """extract's Progress protocol drawn with rich, one bar per split, on stderr.
+
+    `label` (e.g. "rank 0/4") tags each bar of a worker that does only a slice of the split.
+    """
+
+    def __init__(self, label: str = "") -> None:
+        self.bar = Progress(TextColumn("[bold]{task.description:>6}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False)
+        self.task: Any = None
+        self.label = label
+
+    def __enter__(self) -> "RichProgress":
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def start(self, split: str, total: int) -> None:
+        self.task = self.bar.add_task(f"{split} ({self.label})" if self.label else split, total=total)
+
+    def advance(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+
+    def end(self) -> None:
+        self.bar.refresh()
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
