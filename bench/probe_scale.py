@@ -98,8 +98,9 @@ def worker(mode: str, folder: str) -> dict:
     import torch
 
     from featstore.store import FeatureSet
+    from probes.blocks import feature_set_blocks
     from probes.heads import LogisticHead
-    from probes.streaming import StreamingLogisticHead, feature_set_blocks
+    from probes.streaming import StreamingLogisticHead
 
     torch.manual_seed(0)
     fs = FeatureSet.open(Path(folder))

@@ -423,7 +423,7 @@ class MLPHead(_Head):
         val_t = None if val is None else (self._standardized(val[0]), self._tensor(val[1]))
         model = solvers.init_stacked(specs, X.shape[1], len(self.classes_), seed=self.seed,
                                      device=Xt.device)
-        report = solvers.train_stacked(model, specs, Xt, yt, val_t, options)
+        report = solvers.train_stacked(model, specs, solvers.TensorBatches(Xt, yt), val_t, options)
         best = int(torch.argmax(report.val_top1 - 1e-9 * report.val_loss)) if val is not None else 0
         self.layers_ = model.head(best)
         self.best_epoch_, self.epochs_run_ = int(report.best_epoch[best]), report.epochs_run

@@ -775,45 +775,65 @@ class _BestKeeper:
             p.copy_(kept)
 
 
-def _epoch(model: StackedMLP, opt: StackedAdamW, X: Tensor, y: Tensor, *, step: int,
+class Batches(Protocol):
+    """Where training minibatches come from: ``TensorBatches`` (in memory) or
+    ``probes.streaming_mlp.ShuffledBlocks`` (read from the store in shuffled windows)."""
+
+    n: int  # rows per epoch
+
+    def epoch(self, batch_size: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+
+class TensorBatches:
+    """Shuffled minibatches of standardised features already on the device."""
+
+    def __init__(self, X: Tensor, y: Tensor) -> None:
+        self.X, self.y, self.n = X, y, len(X)
+
+    def epoch(self, batch_size: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(self.n, generator=gen, device=self.X.device)
+        for start in range(0, self.n, batch_size):
+            idx = order[start:start + batch_size]
+            yield self.X[idx], self.y[idx]
+
+
+def _epoch(model: StackedMLP, opt: StackedAdamW, train: Batches, *, step: int,
            total: int, options: TrainOptions, gen: torch.Generator) -> int:
     """One pass over shuffled minibatches; returns the global step reached."""
     params = model.params()
-    order = torch.randperm(len(X), generator=gen, device=X.device)
     widths = [m.shape[1] for m in model.masks[:-1]]
     dropout = bool((model.dropout > 0).any())
-    for start in range(0, len(X), options.batch_size):
-        idx = order[start:start + options.batch_size]
-        noise = [torch.rand(len(idx), w, generator=gen, device=X.device) for w in widths] \
+    for xb, yb in train.epoch(options.batch_size, gen):
+        noise = [torch.rand(len(xb), w, generator=gen, device=xb.device) for w in widths] \
             if dropout else None
-        logits = forward_autocast(model, X[idx], dtype=options.dtype, noise=noise).float()
+        logits = forward_autocast(model, xb, dtype=options.dtype, noise=noise).float()
         k = logits.shape[-1]
         # Sum over heads of each head's mean loss: heads get independent gradients.
         loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, k), y[idx].repeat(logits.shape[0]),
-            label_smoothing=options.label_smoothing, reduction="sum") / len(idx)
+            logits.reshape(-1, k), yb.repeat(logits.shape[0]),
+            label_smoothing=options.label_smoothing, reduction="sum") / len(xb)
         grads = torch.autograd.grad(loss, params)
-        lr_factor, beta1 = onecycle(step, total)
+        lr_factor, beta1 = onecycle(min(step, total - 1), total)
         opt.step(list(grads), lr_factor=lr_factor, beta1=beta1)
         step += 1
     return step
 
 
 @without_denormals
-def train_stacked(model: StackedMLP, specs: list[MLPSpec], X: Tensor, y: Tensor,
+def train_stacked(model: StackedMLP, specs: list[MLPSpec], train: Batches,
                   val: tuple[Tensor, Tensor] | None, options: TrainOptions) -> TrainReport:
     """Train every head of ``model`` together; with ``val`` and early stopping each head ends
     with its best epoch's weights, and training stops once every head has gone ``patience``
     epochs without improving."""
     params = [p.requires_grad_(True) for p in model.params()]
-    device = X.device
+    device = params[0].device
     opt = StackedAdamW(params, torch.tensor([s.lr for s in specs], device=device),
                        torch.tensor([s.weight_decay for s in specs], device=device))
-    total = options.epochs * math.ceil(len(X) / options.batch_size)
+    total = options.epochs * math.ceil(train.n / options.batch_size)
     gen = torch.Generator(device=device).manual_seed(options.seed)
     keeper, history, step, epoch = _BestKeeper(params, len(specs)), [], 0, 0
     for epoch in range(1, options.epochs + 1):
-        step = _epoch(model, opt, X, y, step=step, total=total, options=options, gen=gen)
+        step = _epoch(model, opt, train, step=step, total=total, options=options, gen=gen)
         if val is None:
             continue
         top1, loss = evaluate_stacked(model, *val, dtype=options.dtype)

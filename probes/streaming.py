@@ -22,7 +22,7 @@ the train rows are reached differs. n train rows, d features, K classes:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,12 @@ import torch
 from torch import Tensor
 
 from probes import solvers
+from probes.blocks import (
+    BlockList,
+    Buffers,
+    array_blocks,
+    pass_statistics,
+)
 from probes.heads import (
     LAM_K_START,
     RIDGE_ALPHAS,
@@ -43,75 +49,11 @@ from probes.heads import (
 # Step lengths scored by one pass (each costs a softmax over the block, not a matmul).
 _STEPS = (1.0, 0.5, 0.25)
 
-Blocks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
-
-
-def feature_set_blocks(fs: Any, split: str = "train") -> Blocks:
-    """A re-iterable source of ``(features fp16, labels)`` blocks of one split of a ``FeatureSet``."""
-    plan_fn = getattr(fs, "_plan", None)
-    if plan_fn is None:  # another FeatureSet-like object: its own iterator, re-planned every pass
-        def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            for block in fs.iter_blocks(split, dtype=np.float16):
-                yield block.features, block.labels
-        return blocks
-    from featstore.store.shards import read_features
-
-    # FeatureSet.iter_blocks re-reads every shard's ids to plan each pass (~half the time of a pass on
-    # small dims); the plan (which rows of which shard, O(n) ints) is made once and reused by every pass.
-    index, plan = plan_fn(split)
-    labels = [index.labels[dst] for _, _, dst in plan]
-
-    def planned() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for (path, src, _), lab in zip(plan, labels):
-            yield read_features(path, src), lab
-    return planned
-
-
-def array_blocks(X: np.ndarray, y: np.ndarray, block_rows: int = 4096) -> Blocks:
-    """Blocks over arrays already in memory (tests, and the same code path for small data)."""
-    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for lo in range(0, len(X), block_rows):
-            yield X[lo:lo + block_rows], y[lo:lo + block_rows]
-    return blocks
-
-
-def chain_blocks(*sources: Blocks) -> Blocks:
-    """One re-iterable source reading several in turn (``--final``: the train shards, then val)."""
-    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for source in sources:
-            yield from source()
-    return blocks
-
-
-class _Buffers:
-    """Reused per-block buffers: a fresh 10 MB tensor per block costs more in page faults than the
-    conversion itself (fp16 -> fp32 into a fresh tensor 1.6 GB/s, into a reused one 19 GB/s)."""
-
-    def __init__(self, d: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.d, self.dtype, self.device, self.rows = d, dtype, device, 0
-
-    def load(self, xb: np.ndarray, shift: Tensor) -> Tensor:
-        """``xb - shift`` in float32 on the device, as a view of a reused buffer."""
-        m = len(xb)
-        if m > self.rows:
-            self.rows = m
-            self.f32 = torch.empty(m, self.d, device=self.device)
-            self.low = self.f32 if self.dtype == torch.float32 else torch.empty(m, self.d, dtype=self.dtype,
-                                                                                  device=self.device)
-        x = self.f32[:m]
-        x.copy_(torch.from_numpy(np.ascontiguousarray(xb)))
-        return x.sub_(shift)
-
-    def low_precision(self, x: Tensor) -> Tensor:
-        """The same rows in the matmul dtype (a second reused buffer when that is not float32)."""
-        return x if self.dtype == torch.float32 else self.low[:len(x)].copy_(x)
-
-
 class StreamedDesign:
     """``solvers.Design`` for the train split read block by block: the eigenbasis, the val split
     whitened in memory (it is small), and ``problem`` objectives that stream the train blocks."""
 
-    def __init__(self, blocks: Blocks, basis: solvers.Eigenbasis, *, base: float, classes: np.ndarray,
+    def __init__(self, blocks: BlockList, basis: solvers.Eigenbasis, *, base: float, classes: np.ndarray,
                  counts: Tensor, val: tuple[Tensor, Tensor], dtype: torch.dtype, device: torch.device) -> None:
         self.blocks, self.basis, self.base, self.classes = blocks, basis, base, classes
         self.counts, self.n = counts, int(counts.sum().item())
@@ -119,7 +61,7 @@ class StreamedDesign:
         self.proj = basis.projector(base)  # P: whitened coordinates are (x - mean) @ P
         self.z_val = solvers.whiten(basis, val[0], base, dtype=dtype)
         self.y_val = val[1]
-        self.buffers = _Buffers(basis.mean.numel(), dtype, device)
+        self.buffers = Buffers(basis.mean.numel(), dtype, device)
         self.passes = 0
 
     def problem(self, theta: Tensor, lam: float, *, weights: Tensor, variance: Tensor) -> StreamedSoftmaxProblem:
@@ -252,7 +194,7 @@ class StreamingLogisticHead(LogisticHead):
 
     @torch.no_grad()
     @solvers.without_denormals  # softmax probabilities underflow into denormals: 10-20x slower on x86
-    def fit_blocks(self, blocks: Blocks, *, X_val: Any = None, y_val: Any = None) -> StreamingLogisticHead:
+    def fit_blocks(self, blocks: BlockList, *, X_val: Any = None, y_val: Any = None) -> StreamingLogisticHead:
         self._check_options()
         fixed = self.C is not None and self.shrink is not None
         if not fixed and (X_val is None or y_val is None):
@@ -260,7 +202,10 @@ class StreamingLogisticHead(LogisticHead):
                              "(or fix both C and shrink)")
         t0 = time.perf_counter()
         device = resolve_device(self.device)
-        stats = self._pass_statistics(blocks, device)
+        stats = pass_statistics(blocks, device)
+        self.classes_, self.n_features_in_ = stats["classes"], stats["d"]
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
         n, k = stats["n"], len(self.classes_)
         self.n_train_ = n
         val = self._encode_val(X_val, y_val)
@@ -292,44 +237,3 @@ class StreamingLogisticHead(LogisticHead):
         self.n_passes_ = data.passes + 1  # + the statistics pass
         self.seconds_ = time.perf_counter() - t0
         return self
-
-    def _pass_statistics(self, blocks: Blocks, device: torch.device) -> dict[str, Any]:
-        """Exact sufficient statistics in one pass (float64 sums of float32 block products)."""
-        n, shift, s1, gram, buffers = 0, None, None, None, None
-        csum: dict[Any, Tensor] = {}
-        cnt: dict[Any, int] = {}
-        for xb, yb in blocks():
-            if len(yb) == 0:
-                continue
-            if shift is None:
-                d = xb.shape[1]
-                shift = torch.from_numpy(np.asarray(xb, dtype=np.float32).mean(0)).to(device)
-                buffers = _Buffers(d, torch.float32, device)
-                s1 = torch.zeros(d, dtype=torch.float64, device=device)
-                gram = torch.zeros(d, d, dtype=torch.float64, device=device)
-            elif xb.shape[1] != shift.numel():
-                raise ValueError(f"blocks have different widths: {shift.numel()} and {xb.shape[1]}")
-            xc = buffers.load(xb, shift)
-            if not torch.isfinite(xc).all():
-                raise ValueError("train features contain NaN or infinity")
-            n += len(xc)
-            s1 += xc.sum(0, dtype=torch.float64)
-            gram += xc.T @ xc
-            uniq, inv = np.unique(np.asarray(yb), return_inverse=True)
-            sums = torch.zeros(len(uniq), xc.shape[1], device=device).index_add_(
-                0, torch.from_numpy(inv.astype(np.int64)).to(device), xc).double()
-            bins = np.bincount(inv, minlength=len(uniq))
-            for j, label in enumerate(uniq.tolist()):
-                csum[label] = csum[label] + sums[j] if label in csum else sums[j]
-                cnt[label] = cnt.get(label, 0) + int(bins[j])
-        if n == 0:
-            raise ValueError("the train blocks are empty")
-        self.classes_ = np.array(sorted(csum))
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
-        self.n_features_in_ = shift.numel()
-        m = s1 / n
-        return {"n": n, "shift": shift.double(), "mean": shift.double() + m,
-                "cov": gram / n - torch.outer(m, m),
-                "class_sums": torch.stack([csum[c] for c in self.classes_.tolist()]),
-                "counts": torch.tensor([cnt[c] for c in self.classes_.tolist()], dtype=torch.float64, device=device)}

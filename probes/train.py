@@ -184,7 +184,8 @@ def _fit_holdout(req: FitRequest, feats: Features):
 def _fit_streaming(req: FitRequest, feats: Features, reason: str):
     """Train over the memory budget: the streaming logistic head reads the train shards block by block
     (fp16 on disk, fp32 compute); val and test are loaded (they are small)."""
-    from probes.streaming import StreamingLogisticHead, array_blocks, chain_blocks, feature_set_blocks
+    from probes.blocks import array_blocks, chain_blocks, feature_set_blocks
+    from probes.streaming import StreamingLogisticHead
 
     hint = "raise the budget (--memory-gb / PROBES_MEMORY_GB)"
     if req.head != "logistic":

@@ -131,7 +131,7 @@ def test_one_stacked_head_trains_like_torch_adamw_onecycle():
         for layer, (w, b) in zip((net[0], net[2]), ((w1, b1), (w2, b2))):
             layer.weight.copy_(w)
             layer.bias.copy_(b)
-    solvers.train_stacked(model, [spec], X, y, None, options)
+    solvers.train_stacked(model, [spec], solvers.TensorBatches(X, y), None, options)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
     steps = 3 * math.ceil(200 / 64)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
@@ -158,9 +158,9 @@ def test_batched_heads_equal_heads_trained_alone():
              for lr, wd in ((1e-3, 0.0), (1e-2, 0.1))]
     options = solvers.TrainOptions(epochs=2, batch_size=50, early_stopping=False)
     together = solvers.init_stacked(specs, 10, 4, seed=3, device=torch.device("cpu"))
-    solvers.train_stacked(together, specs, X, y, None, options)
+    solvers.train_stacked(together, specs, solvers.TensorBatches(X, y), None, options)
     alone = solvers.init_stacked(specs[1:], 10, 4, seed=3, device=torch.device("cpu"))
-    solvers.train_stacked(alone, specs[1:], X, y, None, options)
+    solvers.train_stacked(alone, specs[1:], solvers.TensorBatches(X, y), None, options)
     for (wa, ba), (wb, bb) in zip(together.head(1), alone.head(0)):
         assert torch.allclose(wa, wb, atol=1e-6) and torch.allclose(ba, bb, atol=1e-6)
 

@@ -12,14 +12,10 @@ import torch
 from featstore import importer
 from featstore.store import FeatureSetWriter, open_feature_set
 from probes import solvers
+from probes.blocks import array_blocks, feature_set_blocks
 from probes.data import ProbesError
 from probes.heads import LogisticHead
-from probes.streaming import (
-    StreamedDesign,
-    StreamingLogisticHead,
-    array_blocks,
-    feature_set_blocks,
-)
+from probes.streaming import StreamedDesign, StreamingLogisticHead
 from probes.train import FitRequest, fit_run, streaming_reason
 
 K, D = 20, 32
