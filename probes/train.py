@@ -182,14 +182,13 @@ def _fit_holdout(req: FitRequest, feats: Features):
 
 
 def _fit_streaming(req: FitRequest, feats: Features, reason: str):
-    """Train over the memory budget: the streaming logistic head reads the train shards block by block
-    (fp16 on disk, fp32 compute); val and test are loaded (they are small)."""
+    """Train over the memory budget: the head reads the train shards block by block (fp16 on disk, fp32
+    compute; the logistic head in passes, the MLP in shuffled windows); val and test are loaded (small)."""
     from probes.blocks import array_blocks, chain_blocks, feature_set_blocks
     from probes.streaming import StreamingLogisticHead
+    from probes.streaming_mlp import StreamingMLPHead
 
     hint = "raise the budget (--memory-gb / PROBES_MEMORY_GB)"
-    if req.head != "logistic":
-        raise ProbesError(f"{reason}: the {req.head} head trains in memory only; {hint} or use --head logistic")
     unsupported = [name for name, on in (("--sweep", req.sweep), ("--cv", req.cv),
                                          ("several feature sets", len(req.features) > 1),
                                          (f"--normalize {req.normalize}", req.normalize not in (None, "none")))
@@ -197,26 +196,28 @@ def _fit_streaming(req: FitRequest, feats: Features, reason: str):
     if unsupported:
         raise ProbesError(f"{reason}: streaming does not support {', '.join(unsupported)}; {hint}")
     if "val" not in feats.splits:
-        raise ProbesError(f"{reason}: streaming selects the regularisation on a val split, and there is none; {hint}")
+        raise ProbesError(f"{reason}: streaming selects the head on a val split, and there is none; {hint}")
     val = feats.split("val")
     if (val.labels < 0).any():
         raise ProbesError("the val split has unlabeled images; it cannot select a head")
+    cls = StreamingLogisticHead if req.head == "logistic" else StreamingMLPHead
     try:
-        head = StreamingLogisticHead(seed=req.seed, device=req.device, **req.params)
+        head = cls(seed=req.seed, device=req.device, **req.params)
     except TypeError as e:
-        raise ProbesError(f"bad parameter for the streaming logistic head: {e}") from e
+        raise ProbesError(f"bad parameter for the streaming {req.head} head: {e}") from e
     train = feature_set_blocks(feats.sets[0], "train")
     try:
         head.fit_blocks(train, X_val=val.features, y_val=val.labels)
     except ValueError as e:
         raise ProbesError(f"streaming fit: {e}") from e
-    table, chosen = list(head.selection_), head.selected_params()
+    table, chosen = list(getattr(head, "selection_", [])), head.selected_params()
     pv = head.predict_proba(val.features)
     val_metrics = classification_metrics(pv, val.labels, feats.classes)
     preds = {"val": Predictions(val.ids, pv, val.labels)}
     mode = f"selected on val, streaming ({reason}; {head.n_passes_} passes over train)"
-    if req.final:  # the chosen (C, shrink), refit on the train shards followed by val
-        head = StreamingLogisticHead(**{**head.get_params(), **chosen})
+    if req.final:  # the chosen configuration, refit on the train shards followed by val
+        params = head.final_params() if req.head == "mlp" else {**head.get_params(), **chosen}
+        head = cls(**params)
         head.fit_blocks(chain_blocks(train, array_blocks(val.features, val.labels)))
         mode += f", refit on train+val ({head.n_passes_} passes)"
     return head, Normalizer("none"), table, chosen, mode, val_metrics, preds

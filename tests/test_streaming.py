@@ -177,9 +177,9 @@ def test_final_refit_streams_train_then_val(store, tmp_path):
     assert streamed.run.config["final"] is True
 
 
-def test_over_budget_mlp_and_unsupported_options_say_why(store, tmp_path):
+def test_unsupported_streaming_options_say_why(store, tmp_path):
     cache = store / "cache"
-    with pytest.raises(ProbesError, match="mlp head trains in memory only.*--memory-gb"):
-        fit_run(FitRequest(features=("synth",), head="mlp", memory_budget_gb=1e-4), cache=cache, runs=tmp_path)
+    with pytest.raises(ProbesError, match="streaming does not support --cv; raise the budget"):
+        fit_run(FitRequest(features=("synth",), head="mlp", cv=3, memory_budget_gb=1e-4), cache=cache, runs=tmp_path)
     with pytest.raises(ProbesError, match="streaming does not support --sweep"):
         fit_run(FitRequest(features=("synth",), sweep=True, memory_budget_gb=1e-4), cache=cache, runs=tmp_path)

@@ -1,0 +1,110 @@
+"""The MLP head trained on minibatches drawn from the store: memory O(window * d), never O(n * d).
+
+Same network, optimiser, schedule and early stopping as ``MLPHead`` (``solvers.train_stacked``); only the
+minibatches come from ``ShuffledBlocks`` instead of a tensor of the whole split:
+
+* one statistics pass gives the standardisation (mean, variance; float64 sums) and the classes;
+* every epoch cuts the blocks into chunks of ``chunk_rows`` consecutive rows, shuffles the chunks of the
+  whole split, and reads them ``window_chunks`` at a time into a window (fp16 -> float32, standardised
+  on the device) whose rows are shuffled again into minibatches. Stores are written in id order, so a
+  shard is often a single class: a window draws its chunks from all over the split (the default
+  window, 128 chunks of 256 rows, mixes up to 128 classes), where shuffling whole shards would give
+  single-class minibatches. The rows left over at the end of a window open the next one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from probes import solvers
+from probes.blocks import BlockList, array_blocks, pass_statistics
+from probes.heads import MLPHead, check_features, check_labels, resolve_device
+
+
+class ShuffledBlocks:
+    """``solvers.Batches`` over a ``BlockList``: shuffled chunks, read a window at a time (module docstring)."""
+
+    def __init__(self, blocks: BlockList, *, classes: np.ndarray, mean: Tensor, scale: Tensor, seed: int,
+                 chunk_rows: int = 256, window_chunks: int = 128) -> None:
+        self.blocks, self.classes, self.mean, self.scale = blocks, classes, mean, scale
+        self.n, self.seed, self.epochs = blocks.n, seed, 0
+        self.chunks = [(i, lo, min(lo + chunk_rows, m)) for i, m in enumerate(blocks.sizes)
+                       for lo in range(0, m, chunk_rows)]
+        self.window_chunks = window_chunks
+
+    def epoch(self, batch_size: int, gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        self.epochs += 1
+        rng = np.random.default_rng([self.seed, self.epochs])
+        order = rng.permutation(len(self.chunks))
+        carry: tuple[Tensor, Tensor] | None = None
+        for w in range(0, len(order), self.window_chunks):
+            x, y = self._window([self.chunks[k] for k in order[w:w + self.window_chunks]])
+            if carry is not None:
+                x, y = torch.cat([carry[0], x]), torch.cat([carry[1], y])
+            perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
+            last = w + self.window_chunks >= len(order)
+            full = len(x) if last else len(x) // batch_size * batch_size
+            for start in range(0, full, batch_size):
+                idx = perm[start:min(start + batch_size, full)]
+                yield x[idx], y[idx]
+            carry = None if last else (x[perm[full:]], y[perm[full:]])
+
+    def _window(self, chunks: list[tuple[int, int, int]]) -> tuple[Tensor, Tensor]:
+        parts = [self.blocks.read(i, lo, hi) for i, lo, hi in chunks]
+        x = torch.from_numpy(np.concatenate([p[0] for p in parts])).to(self.mean.device).float()
+        codes = np.searchsorted(self.classes, np.concatenate([np.asarray(p[1]) for p in parts]))
+        return x.sub_(self.mean).mul_(self.scale), torch.from_numpy(codes.astype(np.int64)).to(self.mean.device)
+
+
+class StreamingMLPHead(MLPHead):
+    """``MLPHead`` (same parameters and contract) trained from a ``BlockList`` instead of arrays.
+
+    Early stopping needs the val split (streaming holds out no train rows); with
+    ``early_stopping=False`` val is optional and training runs all ``epochs``.
+    """
+
+    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, block_rows: int = 4096
+            ) -> StreamingMLPHead:
+        """Array entry point (the same streaming code over in-memory blocks)."""
+        X = check_features(X)
+        y = check_labels(y, len(X))
+        return self.fit_blocks(array_blocks(X, y, block_rows), X_val=X_val, y_val=y_val)
+
+    def fit_blocks(self, blocks: BlockList, *, X_val: Any = None, y_val: Any = None) -> StreamingMLPHead:
+        if self.early_stopping and (X_val is None or y_val is None):
+            raise ValueError("the streaming MLP head stops early on val: pass X_val and y_val "
+                             "(or set early_stopping=False)")
+        t0 = time.perf_counter()
+        device = resolve_device(self.device)
+        stats = pass_statistics(blocks, device, gram=False)
+        self.classes_, self.n_features_in_ = stats["classes"], stats["d"]
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
+        std = stats["var"].clamp_min(0).sqrt()
+        self.mean_ = stats["mean"].float().cpu().numpy()
+        self.scale_ = torch.where(std > 0, 1.0 / torch.where(std > 0, std, 1.0), 0.0).float().cpu().numpy()
+        val = self._encode_val(X_val, y_val)
+        val_t = None if val is None else (self._standardized(val[0]), self._tensor(val[1]))
+        spec = self._spec()
+        options = self._train_options(max(spec.hidden, default=0))
+        mean, scale = (torch.from_numpy(a).to(device) for a in (self.mean_, self.scale_))
+        batches = ShuffledBlocks(blocks, classes=self.classes_, mean=mean, scale=scale, seed=self.seed)
+        model = solvers.init_stacked([spec], self.n_features_in_, len(self.classes_), seed=self.seed, device=device)
+        report = solvers.train_stacked(model, [spec], batches, val_t, options)
+        self.layers_ = model.head(0)
+        self.best_epoch_, self.epochs_run_ = int(report.best_epoch[0]), report.epochs_run
+        self.val_top1_, self.val_loss_ = float(report.val_top1[0]), float(report.val_loss[0])
+        self.history_ = [(float(t[0]), float(l[0])) for t, l in report.history]
+        self.n_passes_ = 1 + batches.epochs  # the statistics pass + one per epoch
+        self.seconds_ = time.perf_counter() - t0
+        return self
+
+    def final_params(self) -> dict[str, Any]:
+        """Parameters to refit on train+val without a val split: the best epoch count, no early stop."""
+        return {**self.get_params(), "epochs": max(1, self.best_epoch_), "early_stopping": False}
