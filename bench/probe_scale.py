@@ -1,13 +1,16 @@
-"""Logistic fit time vs rows, in memory vs streaming from fp16 shards; peak RSS of each fit.
+"""Head fit time vs rows, in memory vs streaming from fp16 shards; peak RSS of each fit.
 
-    python bench/probe_scale.py            # 50k, 200k, 1M rows of dim 768, 100 classes
+    python bench/probe_scale.py            # logistic: 50k, 200k, 1M rows of dim 768, 100 classes
     python bench/probe_scale.py --quick    # 50k, 200k
+    python bench/probe_scale.py --head mlp --sizes 200000 --mlp-epochs 5
     python bench/probe_scale.py --sizes 50000,1000000 --skip-memory-above 300000
 
-Synthetic features shaped like frozen-encoder embeddings (``EmbeddingLike``: ~79% val top-1 at 50k rows,
-not separable), written as a feature set (fp16 shards of 4096 rows) in a temporary store. Each fit runs in its own subprocess and reports VmHWM (peak RSS) from
-/proc/self/status at its end. Rows/s counts train rows over the whole fit (load + fit in memory; every
-pass over the shards when streaming). Writes bench/out/probe_scale.json and prints a markdown table.
+Synthetic features shaped like frozen-encoder embeddings (``EmbeddingLike``: ~79% val top-1 at 50k
+rows, not separable), written as a feature set (fp16 shards of 4096 rows) in a temporary store; for
+the MLP the train rows are stored in class order, as featstore stores a class-folder dataset. Each fit
+runs in its own subprocess and reports VmHWM (peak RSS) from /proc/self/status at its end. Rows/s
+counts train rows over the whole fit (load + fit in memory; every pass over the shards when
+streaming). Writes bench/out/probe_scale[_mlp].json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -56,9 +59,10 @@ class EmbeddingLike:
     def _draw(self, rng, n, spec, scale):
         return (rng.standard_normal((n, len(spec)), dtype=np.float32) * (np.sqrt(spec) * scale)) @ self.q.T
 
-    def chunk(self, stream, index, n):
+    def chunk(self, stream, index, n, classes=None):
+        """n rows; ``classes`` fixes the true class of each row (a store in class order), else drawn."""
         rng = np.random.default_rng([self.seed, stream, index])
-        y = rng.integers(0, self.classes, n)
+        y = rng.integers(0, self.classes, n) if classes is None else np.array(classes)
         m = rng.integers(0, self.modes.shape[1], n)
         r = np.sqrt(self.t_dof / rng.chisquare(self.t_dof, size=(n, 1))).astype(np.float32)
         x = self.modes[y, m] + r * self._draw(rng, n, self.lam_n, self.noise) + self.offset
@@ -68,12 +72,16 @@ class EmbeddingLike:
         return x, y
 
 
-def make_store(folder: Path, *, rows: int, val: int, dim: int, classes: int, noise: float, seed: int = 0) -> Path:
+def make_store(folder: Path, *, rows: int, val: int, dim: int, classes: int, noise: float, seed: int = 0,
+               class_order: bool = False) -> Path:
+    """The feature set; ``class_order`` writes train rows sorted by class, as featstore stores a class-folder
+    dataset (what a minibatch head must shuffle across shards), else in random class order."""
     from featstore.store import FeatureSetWriter, SplitIndex, feature_key, now_iso
 
     gen = EmbeddingLike(dim=dim, classes=classes, noise=noise, seed=seed)
     name = f"synth{rows}"
-    fields = {"bench": "probe_scale", "rows": rows, "dim": dim, "classes": classes, "noise": noise, "seed": seed}
+    fields = {"bench": "probe_scale", "rows": rows, "dim": dim, "classes": classes, "noise": noise, "seed": seed,
+              "class_order": class_order}
     key = feature_key(fields)
     out = folder / name / key
     header = {"encoder": name, "dim": dim, "views": 1, "dtype": "float16", "classes": [str(c) for c in range(classes)],
@@ -84,9 +92,11 @@ def make_store(folder: Path, *, rows: int, val: int, dim: int, classes: int, noi
             ids = np.array([f"{split}/{i:08d}" for i in range(n)], dtype=object)
             sha1 = np.array([f"{i:040x}" for i in range(n)], dtype=object)
             labels = np.empty(n, dtype=np.int64)
+            order = np.sort(np.random.default_rng([seed, 99]).integers(0, classes, n)) \
+                if class_order and split == "train" else None
             for c, lo in enumerate(range(0, n, w.shard_rows)):
                 hi = min(lo + w.shard_rows, n)
-                x, labels[lo:hi] = gen.chunk(stream, c, hi - lo)
+                x, labels[lo:hi] = gen.chunk(stream, c, hi - lo, None if order is None else order[lo:hi])
                 w.add(split, list(ids[lo:hi]), list(labels[lo:hi]), list(sha1[lo:hi]), x.astype(np.float16))
             zeros = np.zeros(n, dtype=np.int64)
             w.commit_split(split, SplitIndex(ids=ids, sha1=sha1, labels=labels, size=zeros, mtime_ns=zeros), [])
@@ -94,13 +104,20 @@ def make_store(folder: Path, *, rows: int, val: int, dim: int, classes: int, noi
     return out
 
 
-def worker(mode: str, folder: str) -> dict:
+def worker(mode: str, folder: str, head_kind: str, mlp_epochs: int) -> dict:
     import torch
 
     from featstore.store import FeatureSet
     from probes.blocks import feature_set_blocks
-    from probes.heads import LogisticHead
+    from probes.heads import LogisticHead, MLPHead
     from probes.streaming import StreamingLogisticHead
+    from probes.streaming_mlp import StreamingMLPHead
+
+    if head_kind == "mlp":
+        in_memory, streaming = MLPHead, StreamingMLPHead
+        params = {"epochs": mlp_epochs, "device": "cpu"}
+    else:
+        in_memory, streaming, params = LogisticHead, StreamingLogisticHead, {"device": "cpu"}
 
     torch.manual_seed(0)
     fs = FeatureSet.open(Path(folder))
@@ -109,18 +126,21 @@ def worker(mode: str, folder: str) -> dict:
     if mode == "memory":
         train = fs.load("train")
         load_s = time.perf_counter() - t0
-        head = LogisticHead(device="cpu").fit(train.features, train.labels, X_val=val.features, y_val=val.labels)
-        extra = {"load_s": load_s, "n_iter": head.n_iter_}
+        head = in_memory(**params).fit(train.features, train.labels, X_val=val.features, y_val=val.labels)
+        extra = {"load_s": load_s}
     else:
-        head = StreamingLogisticHead().fit_blocks(feature_set_blocks(fs), X_val=val.features, y_val=val.labels)
-        extra = {"passes": head.n_passes_, "n_iter": head.n_iter_}
+        head = streaming(**params).fit_blocks(feature_set_blocks(fs), X_val=val.features, y_val=val.labels)
+        extra = {"passes": head.n_passes_}
+    extra.update({"n_iter": head.n_iter_} if head_kind == "logistic" else
+                 {"epochs_run": head.epochs_run_, "best_epoch": head.best_epoch_})
     seconds = time.perf_counter() - t0
     return {"mode": mode, "rows": fs.count("train"), "seconds": seconds, "rows_per_s": fs.count("train") / seconds,
             "val_top1": head.score(val.features, val.labels), "peak_rss_mb": _peak_rss_mb(), **extra}
 
 
-def run_worker(mode: str, folder: Path, timeout: float) -> dict:
-    cmd = [sys.executable, __file__, "--worker", mode, "--store", str(folder)]
+def run_worker(mode: str, folder: Path, timeout: float, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--worker", mode, "--store", str(folder), "--head", args.head,
+           "--mlp-epochs", str(args.mlp_epochs)]
     try:
         p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -143,12 +163,15 @@ def main() -> None:
                     help="skip the in-memory fit above this many rows (default: when 3x the fp32 train "
                          "would not fit in half the machine's memory)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="per fit, seconds")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "probe_scale.json"))
+    ap.add_argument("--head", choices=("logistic", "mlp"), default="logistic",
+                    help="mlp: MLPHead defaults with --mlp-epochs, train rows stored in class order")
+    ap.add_argument("--mlp-epochs", type=int, default=5)
+    ap.add_argument("--out", default=None, help="default: bench/out/probe_scale[_mlp].json")
     ap.add_argument("--worker", choices=("memory", "stream"), help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.store)))
+        print(json.dumps(worker(args.worker, args.store, args.head, args.mlp_epochs)))
         return
     sizes = [50000, 200000] if args.quick else [int(s) for s in args.sizes.split(",")]
     mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -157,21 +180,22 @@ def main() -> None:
         for n in sizes:
             t = time.perf_counter()
             folder = make_store(Path(tmp), rows=n, val=args.val, dim=args.dim, classes=args.classes,
-                                noise=args.noise)
+                                noise=args.noise, class_order=args.head == "mlp")
             print(f"# {n} rows written in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
             too_big = (args.skip_memory_above is not None and n > args.skip_memory_above) or \
                 3 * n * args.dim * 4 > mem_total / 2
             mem = {"mode": "memory", "skipped": "over the memory/time limit"} if too_big else \
-                run_worker("memory", folder, args.timeout)
+                run_worker("memory", folder, args.timeout, args)
             print(f"# memory {mem}", file=sys.stderr, flush=True)
-            stream = run_worker("stream", folder, args.timeout)
+            stream = run_worker("stream", folder, args.timeout, args)
             print(f"# stream {stream}", file=sys.stderr, flush=True)
             rows_out.append({"rows": n, "memory": mem, "stream": stream})
             for p in Path(tmp).iterdir():  # free the disk before the next size
                 subprocess.run(["rm", "-rf", str(p)], check=False)
-    report = {"dim": args.dim, "classes": args.classes, "noise": args.noise, "val": args.val, "cpus": os.cpu_count(), "results": rows_out}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+    report = {"head": args.head, "mlp_epochs": args.mlp_epochs if args.head == "mlp" else None, "dim": args.dim, "classes": args.classes, "noise": args.noise, "val": args.val, "cpus": os.cpu_count(), "results": rows_out}
+    out = Path(args.out or ROOT / "bench" / "out" / f"probe_scale{'_mlp' if args.head == 'mlp' else ''}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
     print(table(rows_out))
 
 

@@ -7,9 +7,12 @@ minibatches come from ``ShuffledBlocks`` instead of a tensor of the whole split:
 * every epoch cuts the blocks into chunks of ``chunk_rows`` consecutive rows, shuffles the chunks of the
   whole split, and reads them ``window_chunks`` at a time into a window (fp16 -> float32, standardised
   on the device) whose rows are shuffled again into minibatches. Stores are written in id order, so a
-  shard is often a single class: a window draws its chunks from all over the split (the default
-  window, 128 chunks of 256 rows, mixes up to 128 classes), where shuffling whole shards would give
-  single-class minibatches. The rows left over at the end of a window open the next one.
+  shard is often a single class: a window draws its chunks from all over the split, where shuffling
+  whole shards would give single-class minibatches. Rows left over at a window's end open the next.
+  What matters is the number of chunks per window (measured, 200k rows stored in class order, 100
+  classes, 5 epochs: in memory 79.96% / 79.28% (seeds 0 / 1); 256-row chunks, 128 per window 77.84% /
+  78.10%; 256 x 512: 79.24%; 64 x 512: 79.16%), so the default is 512 chunks of 64 rows: 32k rows,
+  ~100 MB at dim 768.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class ShuffledBlocks:
     """``solvers.Batches`` over a ``BlockList``: shuffled chunks, read a window at a time (module docstring)."""
 
     def __init__(self, blocks: BlockList, *, classes: np.ndarray, mean: Tensor, scale: Tensor, seed: int,
-                 chunk_rows: int = 256, window_chunks: int = 128) -> None:
+                 chunk_rows: int = 64, window_chunks: int = 512) -> None:
         self.blocks, self.classes, self.mean, self.scale = blocks, classes, mean, scale
         self.n, self.seed, self.epochs = blocks.n, seed, 0
         self.chunks = [(i, lo, min(lo + chunk_rows, m)) for i, m in enumerate(blocks.sizes)

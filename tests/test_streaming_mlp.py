@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_streaming import store  # noqa: F401  (the shared feature-set fixture)
 
 from probes.blocks import array_blocks
 from probes.heads import MLPHead
 from probes.streaming_mlp import ShuffledBlocks, StreamingMLPHead
 from probes.train import FitRequest, fit_run
-from test_streaming import store  # noqa: F401  (the shared feature-set fixture)
 
 FAST = {"hidden": (64,), "epochs": 12, "batch_size": 128, "lr": 3e-3, "dropout": 0.1, "device": "cpu"}
 
