@@ -8,9 +8,7 @@ both heads start with.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,36 +31,18 @@ class BlockList:
                 yield self.read(i, 0, m)
 
 
-class _OpenShards:
-    """The most recently read shard files, kept open: shuffled windows read many small chunks from
-    all over the split, and opening an HDF5 file costs more than reading 64 rows of it."""
-
-    def __init__(self, size: int = 64) -> None:
-        self.size, self.files = size, OrderedDict()
-
-    def features(self, path: Path, rows: np.ndarray) -> np.ndarray:
-        import h5py
-
-        from featstore.store.shards import select_rows
-
-        f = self.files.pop(path, None) or h5py.File(path, "r")
-        self.files[path] = f
-        if len(self.files) > self.size:
-            self.files.popitem(last=False)[1].close()
-        return select_rows(f["features"], rows)
-
-
 def feature_set_blocks(fs: Any, split: str = "train") -> BlockList:
     """One split of a ``FeatureSet``, one block per shard (fp16 as stored)."""
+    from featstore.store.shards import read_features
+
     # FeatureSet.iter_blocks re-reads every shard's ids to plan each pass (~half the time of a pass on
     # small dims); the plan (which rows of which shard, O(n) ints) is made once and reused by every pass.
     index, plan = fs._plan(split)
     labels = [index.labels[dst] for _, _, dst in plan]
-    shards = _OpenShards()
 
     def read(i: int, lo: int, hi: int) -> Block:
         path, src, _ = plan[i]
-        return shards.features(path, src[lo:hi]), labels[i][lo:hi]
+        return read_features(path, src[lo:hi]), labels[i][lo:hi]
     return BlockList([len(src) for _, src, _ in plan], read)
 
 

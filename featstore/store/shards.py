@@ -137,15 +137,11 @@ def read_rows(path: Path, *, key_json: str | None = None) -> ShardRows:
 def read_features(path: Path, rows: np.ndarray | slice) -> np.ndarray:
     """Vectors of the given rows (sorted indices or a slice) of one shard."""
     with h5py.File(path, "r") as f:
-        return select_rows(f["features"], rows)
-
-
-def select_rows(ds: h5py.Dataset, rows: np.ndarray | slice) -> np.ndarray:
-    """Rows of an open shard's dataset (sorted indices or a slice)."""
-    if isinstance(rows, slice):
-        return ds[rows]
-    if len(rows) == ds.shape[0]:
-        return ds[:]
-    # h5py fancy indexing is slow for many rows; read the covering block and select in memory
-    lo, hi = int(rows[0]), int(rows[-1]) + 1
-    return ds[lo:hi][rows - lo]
+        ds = f["features"]
+        if isinstance(rows, slice):
+            return ds[rows]
+        if len(rows) == ds.shape[0]:
+            return ds[:]
+        # h5py fancy indexing is slow for many rows; read the covering block and select in memory
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        return ds[lo:hi][rows - lo]
