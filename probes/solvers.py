@@ -172,10 +172,27 @@ def whiten(basis: Eigenbasis, X: Tensor, shrink: float, *, dtype: torch.dtype) -
     return z
 
 
-def softmax_xent(logits: Tensor, y: Tensor) -> tuple[float, Tensor]:
-    """Mean cross-entropy and softmax probabilities (float32) of ``logits``."""
-    logp = torch.log_softmax(logits, 1)
+def softmax_xent(logits: Tensor, y: Tensor, *, out: Tensor | None = None) -> tuple[float, Tensor]:
+    """Mean cross-entropy and softmax probabilities (float32) of ``logits`` (into ``out`` if given)."""
+    logp = torch.log_softmax(logits, 1) if out is None else torch.log_softmax(logits, 1, out=out)
     return -logp.gather(1, y[:, None]).mean().item(), logp.exp_()
+
+
+class Scratch:
+    """[n, K] work buffers shared by the problems of one design (they run one at a time). A fresh
+    [n, K] tensor costs more in page faults than the kernel that fills it (200k x 100 float32:
+    log_softmax 36 ms into a new tensor, 7 ms into a reused one; add 64 vs 6 ms)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, like: Tensor, dtype: torch.dtype, width: int) -> Tensor:
+        """Buffer ``name``: [len(like), width] of ``dtype`` on ``like``'s device."""
+        shape = (like.shape[0], width)
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype or buf.device != like.device:
+            buf = self.buffers[name] = torch.empty(shape, dtype=dtype, device=like.device)
+        return buf
 
 
 def _dot(a: Tensor, b: Tensor) -> float:
@@ -237,22 +254,30 @@ class SoftmaxProblem:
     """
 
     def __init__(self, z: Tensor, y: Tensor, theta: Tensor, lam: float, *, weights: Tensor,
-                 variance: Tensor) -> None:
+                 variance: Tensor, scratch: Scratch | None = None) -> None:
         self.z, self.y, self.lam = z, y, lam
         self.weights, self.variance = weights, variance
+        self.scratch = scratch or Scratch()
         self.rows = torch.arange(len(y), device=y.device)
         self.theta = theta.clone()
-        self.logits = self._forward(self.theta)
+        self.logits = self._forward(self.theta, torch.empty(len(z), theta.shape[1], device=z.device))
         self.matmuls = 1
-        loss, probs = softmax_xent(self.logits, y)
+        loss, probs = softmax_xent(self.logits, y, out=self._buffer("work"))
         self.value = loss + self._penalty(self.theta, self.theta)
         self.grad = self._gradient(probs)
+
+    def _buffer(self, name: str, dtype: torch.dtype = torch.float32) -> Tensor:
+        return self.scratch.get(name, self.z, dtype, self.theta.shape[1])
 
     def _penalty(self, a: Tensor, b: Tensor) -> float:
         return 0.5 * self.lam * _dot(self.weights * a, b)
 
-    def _forward(self, theta: Tensor) -> Tensor:
-        return (self.z @ theta.to(self.z.dtype)).float()
+    def _forward(self, theta: Tensor, out: Tensor) -> Tensor:
+        """``z @ theta`` in float32, into ``out``."""
+        if self.z.dtype == torch.float32:
+            return torch.matmul(self.z, theta, out=out)
+        low = self._buffer("low", self.z.dtype)
+        return out.copy_(torch.matmul(self.z, theta.to(self.z.dtype), out=low))
 
     def _gradient(self, probs: Tensor) -> Tensor:
         """``z^T (P - Y) / n + lam * weights * theta``. ``P - Y`` is rounded to bf16 as a
@@ -262,7 +287,9 @@ class SoftmaxProblem:
         self.curvature = (sample - sample * sample).mean(0, keepdim=True)
         probs[self.rows, self.y] -= 1.0
         self.matmuls += 1
-        g = (self.z.T @ probs.to(self.z.dtype)).float().div_(len(self.y))
+        if self.z.dtype != torch.float32:
+            probs = self._buffer("low", self.z.dtype).copy_(probs)
+        g = (self.z.T @ probs).float().div_(len(self.y))
         return g.add_(self.weights * self.theta, alpha=self.lam)
 
     def inverse_hessian(self) -> Tensor:
@@ -286,15 +313,15 @@ class SoftmaxProblem:
         slope = _dot(self.grad, p)
         if not slope < 0:
             return None
-        lp = self._forward(p)
+        lp = self._forward(p, self._buffer("direction"))
         self.matmuls += 1
         # The penalty is quadratic along the line, so it is known in closed form for every t.
         pen = (self._penalty(self.theta, self.theta), 2 * self._penalty(self.theta, p),
                self._penalty(p, p))
         t = 1.0
         for _ in range(_MAX_BACKTRACKS):
-            logits = torch.add(self.logits, lp, alpha=t)
-            loss, probs = softmax_xent(logits, self.y)
+            logits = torch.add(self.logits, lp, alpha=t, out=self._buffer("trial"))
+            loss, probs = softmax_xent(logits, self.y, out=self._buffer("work"))
             value = loss + pen[0] + t * pen[1] + t * t * pen[2]
             if value <= self.value + _ARMIJO * t * slope:
                 break
@@ -302,7 +329,7 @@ class SoftmaxProblem:
         else:
             return None
         self.theta.add_(p, alpha=t)
-        self.logits = logits
+        self.logits.copy_(logits)
         self.value, old_grad = value, self.grad
         self.grad = self._gradient(probs)
         return p.mul_(t), self.grad - old_grad
@@ -402,11 +429,13 @@ class Whitened:
     y: Tensor
     z_val: Tensor | None = None
     y_val: Tensor | None = None
+    scratch: Scratch = field(default_factory=Scratch, compare=False, repr=False)
 
     def problem(self, theta: Tensor, lam: float, *, weights: Tensor,
                 variance: Tensor) -> SoftmaxProblem:
         """The penalised objective on these features (``probes.streaming`` streams it instead)."""
-        return SoftmaxProblem(self.z, self.y, theta, lam, weights=weights, variance=variance)
+        return SoftmaxProblem(self.z, self.y, theta, lam, weights=weights, variance=variance,
+                              scratch=self.scratch)
 
     def initial_theta(self, n_classes: int) -> Tensor:
         return initial_theta(self.y, self.z.shape[1] - 1, n_classes)
