@@ -74,7 +74,7 @@ def streaming_reason(req: FitRequest, *, cache: Path | None = None) -> str | Non
 def in_memory_bytes(head: str, *, rows: int, dim: int, classes: int) -> int:
     """What an in-memory fit holds at its peak, beyond the interpreter. Logistic: the float32 train, its
     bf16 whitened copy and a few [rows, classes] float32 logits/probabilities (bench/probe_scale.py
-    measured 6.3-8.1 KB per row at dim 768, 100 classes; this gives 7.7). MLP: the float32 train as
+    measured 6.4-7.7 KB per row at dim 768, 100 classes; this gives 7.7). MLP: the float32 train as
     loaded, its standardised copy and the loader's temporaries (measured 8.9 KB per row at dim 768
     between 200k and 1M rows; this gives 9.2)."""
     if head == "logistic":
