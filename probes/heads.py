@@ -424,7 +424,12 @@ class MLPHead(_Head):
         model = solvers.init_stacked(specs, X.shape[1], len(self.classes_), seed=self.seed,
                                      device=Xt.device)
         report = solvers.train_stacked(model, specs, solvers.TensorBatches(Xt, yt), val_t, options)
-        best = int(torch.argmax(report.val_top1 - 1e-9 * report.val_loss)) if val is not None else 0
+        return self._keep_best(model, specs, report, has_val=val is not None)
+
+    def _keep_best(self, model: solvers.StackedMLP, specs: list[solvers.MLPSpec],
+                   report: solvers.TrainReport, *, has_val: bool) -> list[dict[str, Any]]:
+        """Keep the best head on val (top-1, then loss); one table row per spec."""
+        best = int(torch.argmax(report.val_top1 - 1e-9 * report.val_loss)) if has_val else 0
         self.layers_ = model.head(best)
         self.best_epoch_, self.epochs_run_ = int(report.best_epoch[best]), report.epochs_run
         self.val_top1_, self.val_loss_ = float(report.val_top1[best]), float(report.val_loss[best])

@@ -201,19 +201,8 @@ class StreamingLogisticHead(LogisticHead):
             raise ValueError("the streaming logistic head chooses C and shrink on val: pass X_val and y_val "
                              "(or fix both C and shrink)")
         t0 = time.perf_counter()
-        device = resolve_device(self.device)
-        stats = pass_statistics(blocks, device)
-        self.classes_, self.n_features_in_ = stats["classes"], stats["d"]
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
+        stats, (xv, yv), basis, options = self._prepare(blocks, X_val, y_val)
         n, k = stats["n"], len(self.classes_)
-        self.n_train_ = n
-        val = self._encode_val(X_val, y_val)
-        if val is None:  # fixed point: a 1-row stand-in keeps the design uniform; it is not used to choose
-            val = (np.zeros((1, self.n_features_in_), np.float32), np.zeros(1, np.int64))
-        xv, yv = self._tensor(val[0]), self._tensor(val[1])
-        basis = solvers.eigenbasis(stats["mean"], stats["cov"], standardize=self.standardize)
-        options = self._options(n, self.n_features_in_)
         if fixed:
             shrinks, lams = [self.shrink], [1.0 / (self.C * n)]
             self.ridge_path_ = []
@@ -223,8 +212,7 @@ class StreamingLogisticHead(LogisticHead):
             self.ridge_path_ = [{"alpha": a, "val_top1": acc} for a, acc in zip(RIDGE_ALPHAS, accs)]
             shrinks = self._shrinks(max(zip(accs, RIDGE_ALPHAS))[1])  # ties: the stronger shrinkage
             lams = self._lam_grid(n, k)
-        data = StreamedDesign(blocks, basis, base=shrinks[0], classes=self.classes_, counts=stats["counts"],
-                              val=(xv, yv), dtype=options.dtype, device=device)
+        data = self._design(blocks, stats, basis, shrinks[0], (xv, yv), options)
         if fixed:
             rung = solvers.Rung(data, shrink=shrinks[0], theta=data.initial_theta(k), lam=lams[0], options=options)
             chosen = rung.solve(lams[0])
@@ -233,7 +221,51 @@ class StreamingLogisticHead(LogisticHead):
             chosen, fits = solvers.search_logistic(data, n_classes=k, lams=lams, shrinks=shrinks,
                                                    start=LAM_K_START / k, options=options, search_tol=self.tol)
             self.selection_ = [_row(f, n) for f in fits]
-        self._set_solution(chosen, data, n=n)
+        self._finish(chosen, data, t0)
+        return self
+
+    @torch.no_grad()
+    @solvers.without_denormals
+    def fit_grid_blocks(self, blocks: BlockList, *, X_val: Any, y_val: Any, Cs: list[float],
+                        shrinks: list[float]) -> list[dict[str, Any]]:
+        """``LogisticHead.fit_grid`` on streamed train rows: every ``(C, shrink)`` pair on one eigenbasis
+        (warm-started paths), the best on val kept; one table row per pair."""
+        if X_val is None or y_val is None:
+            raise ValueError("a grid needs X_val and y_val to compare its points")
+        if not Cs or not shrinks or min(Cs) <= 0 or min(shrinks) <= 0:
+            raise ValueError(f"Cs and shrinks must be non-empty and positive, got {Cs!r}, {shrinks!r}")
+        t0 = time.perf_counter()
+        stats, val, basis, options = self._prepare(blocks, X_val, y_val)
+        n, shrinks = stats["n"], sorted(set(shrinks))
+        data = self._design(blocks, stats, basis, shrinks[0], val, options)
+        lams = sorted({1.0 / (c * n) for c in Cs}, reverse=True)
+        chosen, fits = solvers.grid_logistic(data, n_classes=len(self.classes_), lams=lams, shrinks=shrinks,
+                                             options=options, search_tol=self.tol)
+        self.selection_, self.ridge_path_ = [_row(f, n) for f in fits], []
+        self._finish(chosen, data, t0)
+        return self.selection_
+
+    # --- steps shared by both fits
+    def _prepare(self, blocks: BlockList, X_val: Any, y_val: Any
+                 ) -> tuple[dict[str, Any], tuple[Tensor, Tensor], solvers.Eigenbasis, solvers.SolverOptions]:
+        """The statistics pass, the val tensors and the eigenbasis."""
+        stats = pass_statistics(blocks, resolve_device(self.device))
+        self.classes_, self.n_features_in_ = stats["classes"], stats["d"]
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
+        self.n_train_ = stats["n"]
+        val = self._encode_val(X_val, y_val)
+        if val is None:  # fixed point: a 1-row stand-in keeps the design uniform; it is not used to choose
+            val = (np.zeros((1, self.n_features_in_), np.float32), np.zeros(1, np.int64))
+        basis = solvers.eigenbasis(stats["mean"], stats["cov"], standardize=self.standardize)
+        return stats, (self._tensor(val[0]), self._tensor(val[1])), basis, self._options(stats["n"], stats["d"])
+
+    def _design(self, blocks: BlockList, stats: dict[str, Any], basis: solvers.Eigenbasis, base: float,
+                val: tuple[Tensor, Tensor], options: solvers.SolverOptions) -> StreamedDesign:
+        return StreamedDesign(blocks, basis, base=base, classes=self.classes_, counts=stats["counts"], val=val,
+                              dtype=options.dtype, device=resolve_device(self.device))
+
+    def _finish(self, chosen: solvers.Fit, data: StreamedDesign, t0: float) -> None:
+        self._set_solution(chosen, data, n=data.n)
         self.n_passes_ = data.passes + 1  # + the statistics pass
         self.seconds_ = time.perf_counter() - t0
-        return self

@@ -81,6 +81,13 @@ class StreamingMLPHead(MLPHead):
         return self.fit_blocks(array_blocks(X, y, block_rows), X_val=X_val, y_val=y_val)
 
     def fit_blocks(self, blocks: BlockList, *, X_val: Any = None, y_val: Any = None) -> StreamingMLPHead:
+        self.fit_grid_blocks(blocks, X_val=X_val, y_val=y_val, specs=[self._spec()])
+        return self
+
+    def fit_grid_blocks(self, blocks: BlockList, *, X_val: Any = None, y_val: Any = None,
+                        specs: list[solvers.MLPSpec]) -> list[dict[str, Any]]:
+        """``MLPHead.fit_grid`` on streamed train rows: every spec trains on the same minibatches (one read
+        of each window for all heads); the best on val is kept; one table row per spec."""
         if self.early_stopping and (X_val is None or y_val is None):
             raise ValueError("the streaming MLP head stops early on val: pass X_val and y_val "
                              "(or set early_stopping=False)")
@@ -95,19 +102,15 @@ class StreamingMLPHead(MLPHead):
         self.scale_ = torch.where(std > 0, 1.0 / torch.where(std > 0, std, 1.0), 0.0).float().cpu().numpy()
         val = self._encode_val(X_val, y_val)
         val_t = None if val is None else (self._standardized(val[0]), self._tensor(val[1]))
-        spec = self._spec()
-        options = self._train_options(max(spec.hidden, default=0))
+        options = self._train_options(max(max(s.hidden, default=0) for s in specs))
         mean, scale = (torch.from_numpy(a).to(device) for a in (self.mean_, self.scale_))
         batches = ShuffledBlocks(blocks, classes=self.classes_, mean=mean, scale=scale, seed=self.seed)
-        model = solvers.init_stacked([spec], self.n_features_in_, len(self.classes_), seed=self.seed, device=device)
-        report = solvers.train_stacked(model, [spec], batches, val_t, options)
-        self.layers_ = model.head(0)
-        self.best_epoch_, self.epochs_run_ = int(report.best_epoch[0]), report.epochs_run
-        self.val_top1_, self.val_loss_ = float(report.val_top1[0]), float(report.val_loss[0])
-        self.history_ = [(float(t[0]), float(l[0])) for t, l in report.history]
+        model = solvers.init_stacked(specs, self.n_features_in_, len(self.classes_), seed=self.seed, device=device)
+        report = solvers.train_stacked(model, specs, batches, val_t, options)
+        table = self._keep_best(model, specs, report, has_val=val is not None)
         self.n_passes_ = 1 + batches.epochs  # the statistics pass + one per epoch
         self.seconds_ = time.perf_counter() - t0
-        return self
+        return table
 
     def final_params(self) -> dict[str, Any]:
         """Parameters to refit on train+val without a val split: the best epoch count, no early stop."""

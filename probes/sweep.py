@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +36,24 @@ def sweep(kind: str, grid: dict[str, list[Any]], X: Any, y: Any, X_val: Any, y_v
     """
     check_grid(kind, grid)
     params = {**(base_params or {}), "seed": seed, "device": device}
+    fit = lambda head, **grid_args: head.fit_grid(X, y, X_val=X_val, y_val=y_val, **grid_args)  # noqa: E731
     if kind == "logistic":
-        return _sweep_logistic(grid, params, X, y, X_val, y_val)
-    return _sweep_mlp(grid, params, X, y, X_val, y_val)
+        return _sweep_logistic(grid, params, LogisticHead, fit)
+    return _sweep_mlp(grid, params, MLPHead, fit)
+
+
+def sweep_blocks(kind: str, grid: dict[str, list[Any]], blocks: Any, X_val: Any, y_val: Any, *,
+                 seed: int = 0, device: str = "auto", base_params: dict[str, Any] | None = None) -> SweepResult:
+    """``sweep`` on train rows streamed from a ``probes.blocks.BlockList`` (over the memory budget)."""
+    from probes.streaming import StreamingLogisticHead
+    from probes.streaming_mlp import StreamingMLPHead
+
+    check_grid(kind, grid)
+    params = {**(base_params or {}), "seed": seed, "device": device}
+    fit = lambda head, **grid_args: head.fit_grid_blocks(blocks, X_val=X_val, y_val=y_val, **grid_args)  # noqa: E731
+    if kind == "logistic":
+        return _sweep_logistic(grid, params, StreamingLogisticHead, fit)
+    return _sweep_mlp(grid, params, StreamingMLPHead, fit)
 
 
 def check_grid(kind: str, grid: dict[str, list[Any]]) -> None:
@@ -56,21 +72,21 @@ def check_grid(kind: str, grid: dict[str, list[Any]]) -> None:
         raise ValueError(f"empty sweep: {empty} have no values")
 
 
-def _sweep_logistic(grid: dict[str, list[Any]], params: dict[str, Any], X: Any, y: Any,
-                    X_val: Any, y_val: Any) -> SweepResult:
+def _sweep_logistic(grid: dict[str, list[Any]], params: dict[str, Any], cls: type[LogisticHead],
+                    fit: Callable[..., list[dict[str, Any]]]) -> SweepResult:
     fixed = {k: v for k, v in params.items() if k not in GRID_KEYS["logistic"]}
-    head = LogisticHead(**fixed)
+    head = cls(**fixed)
     # An axis missing from the grid takes base_params' value, else scikit-learn's C=1 / shrink=1.
     Cs = list(grid.get("C", [params.get("C") or 1.0]))
     shrinks = list(grid.get("shrink", [params.get("shrink") or 1.0]))
-    table = head.fit_grid(X, y, X_val=X_val, y_val=y_val, Cs=Cs, shrinks=shrinks)
+    table = fit(head, Cs=Cs, shrinks=shrinks)
     head.set_params(**head.selected_params())
     return SweepResult(table, head.selected_params(), head)
 
 
-def _sweep_mlp(grid: dict[str, list[Any]], params: dict[str, Any], X: Any, y: Any,
-               X_val: Any, y_val: Any) -> SweepResult:
-    head = MLPHead(**{k: v for k, v in params.items() if k not in GRID_KEYS["mlp"]})
+def _sweep_mlp(grid: dict[str, list[Any]], params: dict[str, Any], cls: type[MLPHead],
+               fit: Callable[..., list[dict[str, Any]]]) -> SweepResult:
+    head = cls(**{k: v for k, v in params.items() if k not in GRID_KEYS["mlp"]})
     base = {**{k: getattr(MLPHead(), k) for k in GRID_KEYS["mlp"]},
             **{k: v for k, v in params.items() if k in GRID_KEYS["mlp"]}}
     keys = list(grid)
@@ -79,7 +95,7 @@ def _sweep_mlp(grid: dict[str, list[Any]], params: dict[str, Any], X: Any, y: An
     specs = [solvers.MLPSpec(lr=float(c["lr"]), weight_decay=float(c["weight_decay"]),
                              hidden=as_widths(c["hidden"]), dropout=float(c["dropout"]))
              for c in configs]
-    table = head.fit_grid(X, y, X_val=X_val, y_val=y_val, specs=specs)
+    table = fit(head, specs=specs)
     best = max(range(len(table)), key=lambda g: (table[g]["val_top1"], -table[g]["val_loss"]))
     best_params = {k: configs[best][k] for k in keys}
     head.set_params(**{k: configs[best][k] for k in GRID_KEYS["mlp"]})

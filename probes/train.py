@@ -190,7 +190,7 @@ def _fit_streaming(req: FitRequest, feats: Features, reason: str):
     from probes.streaming_mlp import StreamingMLPHead
 
     hint = "raise the budget (--memory-gb / PROBES_MEMORY_GB)"
-    unsupported = [name for name, on in (("--sweep", req.sweep), ("--cv", req.cv),
+    unsupported = [name for name, on in (("--cv", req.cv),
                                          ("several feature sets", len(req.features) > 1),
                                          (f"--normalize {req.normalize}", req.normalize not in (None, "none")))
                    if on]
@@ -208,14 +208,22 @@ def _fit_streaming(req: FitRequest, feats: Features, reason: str):
         raise ProbesError(f"bad parameter for the streaming {req.head} head: {e}") from e
     train = feature_set_blocks(feats.sets[0], "train")
     try:
-        head.fit_blocks(train, X_val=val.features, y_val=val.labels)
+        if req.sweep:
+            from probes.sweep import sweep_blocks
+
+            res = sweep_blocks(req.head, req.grid or default_grid(req.head), train, val.features, val.labels,
+                               seed=req.seed, device=req.device, base_params=req.params)
+            head, table, chosen = res.best_head, res.table, dict(res.best_params)
+        else:
+            head.fit_blocks(train, X_val=val.features, y_val=val.labels)
+            table, chosen = list(getattr(head, "selection_", [])), head.selected_params()
     except ValueError as e:
         raise ProbesError(f"streaming fit: {e}") from e
-    table, chosen = list(getattr(head, "selection_", [])), head.selected_params()
     pv = head.predict_proba(val.features)
     val_metrics = classification_metrics(pv, val.labels, feats.classes)
     preds = {"val": Predictions(val.ids, pv, val.labels)}
-    mode = f"selected on val, streaming ({reason}; {head.n_passes_} passes over train)"
+    mode = (f"{'sweep' if req.sweep else 'selected'} on val, streaming ({reason}; "
+            f"{head.n_passes_} passes over train)")
     if req.final:  # the chosen configuration, refit on the train shards followed by val
         params = head.final_params() if req.head == "mlp" else {**head.get_params(), **chosen}
         head = cls(**params)

@@ -181,5 +181,18 @@ def test_unsupported_streaming_options_say_why(store, tmp_path):
     cache = store / "cache"
     with pytest.raises(ProbesError, match="streaming does not support --cv; raise the budget"):
         fit_run(FitRequest(features=("synth",), head="mlp", cv=3, memory_budget_gb=1e-4), cache=cache, runs=tmp_path)
-    with pytest.raises(ProbesError, match="streaming does not support --sweep"):
-        fit_run(FitRequest(features=("synth",), sweep=True, memory_budget_gb=1e-4), cache=cache, runs=tmp_path)
+    with pytest.raises(ProbesError, match="streaming does not support --normalize standard"):
+        fit_run(FitRequest(features=("synth",), normalize="standard", memory_budget_gb=1e-4), cache=cache,
+                runs=tmp_path)
+
+
+def test_streamed_logistic_sweep_equals_the_in_memory_sweep(store, tmp_path):
+    cache, runs = store / "cache", tmp_path / "runs"
+    memory = fit_run(FitRequest(features=("synth",), sweep=True, device="cpu"), cache=cache, runs=runs)
+    streamed = fit_run(FitRequest(features=("synth",), sweep=True, device="cpu", memory_budget_gb=1e-4),
+                       cache=cache, runs=runs)
+    assert "sweep on val, streaming" in streamed.mode and len(streamed.table) == len(memory.table) == 16
+    for a, b in zip(memory.table, streamed.table):
+        assert (a["C"], a["shrink"]) == pytest.approx((b["C"], b["shrink"]))
+        assert abs(a["val_top1"] - b["val_top1"]) <= 0.005
+    assert streamed.run.config["params"] == pytest.approx(memory.run.config["params"])

@@ -67,3 +67,12 @@ def test_fit_run_streams_the_mlp_over_budget(store, tmp_path):  # noqa: F811
     assert "streaming (train 5000 rows x 32: an in-memory mlp fit" in small.mode and "refit on train+val" in small.mode
     assert abs(small.run.metrics["val_top1"] - memory.run.metrics["val_top1"]) <= 0.02
     assert small.run.has("test")
+
+
+def test_streamed_mlp_sweep_trains_the_grid_in_one_read(store, tmp_path):  # noqa: F811
+    params = {k: v for k, v in FAST.items() if k not in ("device", "lr")}
+    res = fit_run(FitRequest(features=("synth",), head="mlp", sweep=True, grid={"lr": [1e-5, 3e-3]}, device="cpu",
+                             params=params, memory_budget_gb=1e-4), cache=store / "cache", runs=tmp_path)
+    assert "sweep on val, streaming" in res.mode
+    assert [row["lr"] for row in res.table] == [1e-5, 3e-3] and res.run.config["params"]["lr"] == 3e-3
+    assert res.table[1]["val_top1"] > res.table[0]["val_top1"]
