@@ -3,6 +3,7 @@
     python bench/probe_scale.py            # logistic: 50k, 200k, 1M rows of dim 768, 100 classes
     python bench/probe_scale.py --quick    # 50k, 200k
     python bench/probe_scale.py --head mlp --sizes 200000 --mlp-epochs 5
+    python bench/probe_scale.py --sweep --sizes 200000     # the 16-point logistic grid of --sweep
     python bench/probe_scale.py --sizes 50000,1000000 --skip-memory-above 300000
 
 Synthetic features shaped like frozen-encoder embeddings (``EmbeddingLike``: ~79% val top-1 at 50k
@@ -10,7 +11,7 @@ rows, not separable), written as a feature set (fp16 shards of 4096 rows) in a t
 the MLP the train rows are stored in class order, as featstore stores a class-folder dataset. Each fit
 runs in its own subprocess and reports VmHWM (peak RSS) from /proc/self/status at its end. Rows/s
 counts train rows over the whole fit (load + fit in memory; every pass over the shards when
-streaming). Writes bench/out/probe_scale[_mlp].json and prints a markdown table.
+streaming). Writes bench/out/probe_scale[_mlp][_sweep].json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def make_store(folder: Path, *, rows: int, val: int, dim: int, classes: int, noi
     return out
 
 
-def worker(mode: str, folder: str, head_kind: str, mlp_epochs: int) -> dict:
+def worker(mode: str, folder: str, head_kind: str, mlp_epochs: int, sweep_grid: bool) -> dict:
     import torch
 
     from featstore.store import FeatureSet
@@ -123,13 +124,26 @@ def worker(mode: str, folder: str, head_kind: str, mlp_epochs: int) -> dict:
     fs = FeatureSet.open(Path(folder))
     val = fs.load("val")
     t0 = time.perf_counter()
+    if sweep_grid:  # the 16-configuration default grid of `probes fit --sweep`
+        from probes.sweep import sweep, sweep_blocks
+        from probes.train import default_grid
+
+        grid, params = default_grid(head_kind), {k: v for k, v in params.items() if k != "device"}
     if mode == "memory":
         train = fs.load("train")
         load_s = time.perf_counter() - t0
-        head = in_memory(**params).fit(train.features, train.labels, X_val=val.features, y_val=val.labels)
+        if sweep_grid:
+            head = sweep(head_kind, grid, train.features, train.labels, val.features, val.labels, device="cpu",
+                         base_params=params).best_head
+        else:
+            head = in_memory(**params).fit(train.features, train.labels, X_val=val.features, y_val=val.labels)
         extra = {"load_s": load_s}
     else:
-        head = streaming(**params).fit_blocks(feature_set_blocks(fs), X_val=val.features, y_val=val.labels)
+        if sweep_grid:
+            head = sweep_blocks(head_kind, grid, feature_set_blocks(fs), val.features, val.labels, device="cpu",
+                                base_params=params).best_head
+        else:
+            head = streaming(**params).fit_blocks(feature_set_blocks(fs), X_val=val.features, y_val=val.labels)
         extra = {"passes": head.n_passes_}
     extra.update({"n_iter": head.n_iter_} if head_kind == "logistic" else
                  {"epochs_run": head.epochs_run_, "best_epoch": head.best_epoch_})
@@ -140,7 +154,7 @@ def worker(mode: str, folder: str, head_kind: str, mlp_epochs: int) -> dict:
 
 def run_worker(mode: str, folder: Path, timeout: float, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", mode, "--store", str(folder), "--head", args.head,
-           "--mlp-epochs", str(args.mlp_epochs)]
+           "--mlp-epochs", str(args.mlp_epochs)] + (["--sweep"] if args.sweep else [])
     try:
         p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -166,12 +180,13 @@ def main() -> None:
     ap.add_argument("--head", choices=("logistic", "mlp"), default="logistic",
                     help="mlp: MLPHead defaults with --mlp-epochs, train rows stored in class order")
     ap.add_argument("--mlp-epochs", type=int, default=5)
-    ap.add_argument("--out", default=None, help="default: bench/out/probe_scale[_mlp].json")
+    ap.add_argument("--sweep", action="store_true", help="fit the 16-configuration default grid (probes fit --sweep)")
+    ap.add_argument("--out", default=None, help="default: bench/out/probe_scale[_mlp][_sweep].json")
     ap.add_argument("--worker", choices=("memory", "stream"), help=argparse.SUPPRESS)
     ap.add_argument("--store", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.store, args.head, args.mlp_epochs)))
+        print(json.dumps(worker(args.worker, args.store, args.head, args.mlp_epochs, args.sweep)))
         return
     sizes = [50000, 200000] if args.quick else [int(s) for s in args.sizes.split(",")]
     mem_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -192,8 +207,8 @@ def main() -> None:
             rows_out.append({"rows": n, "memory": mem, "stream": stream})
             for p in Path(tmp).iterdir():  # free the disk before the next size
                 subprocess.run(["rm", "-rf", str(p)], check=False)
-    report = {"head": args.head, "mlp_epochs": args.mlp_epochs if args.head == "mlp" else None, "dim": args.dim, "classes": args.classes, "noise": args.noise, "val": args.val, "cpus": os.cpu_count(), "results": rows_out}
-    out = Path(args.out or ROOT / "bench" / "out" / f"probe_scale{'_mlp' if args.head == 'mlp' else ''}.json")
+    report = {"head": args.head, "sweep": args.sweep, "mlp_epochs": args.mlp_epochs if args.head == "mlp" else None, "dim": args.dim, "classes": args.classes, "noise": args.noise, "val": args.val, "cpus": os.cpu_count(), "results": rows_out}
+    out = Path(args.out or ROOT / "bench" / "out" / f"probe_scale{'_mlp' if args.head == 'mlp' else ''}{'_sweep' if args.sweep else ''}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(table(rows_out))
