@@ -128,13 +128,17 @@ def fit_run(req: FitRequest, *, cache: Path | None = None, runs: Path | None = N
     reason = streaming_reason(req, cache=cache)
     if reason is not None:
         feats = load_features(list(req.features), cache=cache, splits=("val", "test"))
+        check_train_classes(feats.sets[0].index("train").labels, feats.classes)
         out = _fit_streaming(req, feats, reason)
     else:
         feats = load_features(list(req.features), cache=cache)
         train = feats.split("train")
         if len(np.unique(train.labels)) < 2:
             raise ProbesError("the train split needs at least two classes")
-        if req.cv or "val" not in feats.splits:
+        cv = req.cv or "val" not in feats.splits
+        labeled = [train.labels] + ([feats.splits["val"].labels] if cv and "val" in feats.splits else [])
+        check_train_classes(np.concatenate(labeled), feats.classes)
+        if cv:
             out = _fit_cv(req, feats)
         else:
             out = _fit_holdout(req, feats)
@@ -153,6 +157,16 @@ def fit_run(req: FitRequest, *, cache: Path | None = None, runs: Path | None = N
     name = "+".join(s.encoder for s in feats.sets).replace("/", "-").replace(":", "-")[:60] + f"-{req.head}"
     run = save_run(runs or Path("runs"), name=name, head_state=state, config=config, metrics=metrics, predictions=preds)
     return FitResult(run=run, mode=mode, table=table, seconds=time.perf_counter() - t0)
+
+
+def check_train_classes(labels: np.ndarray, classes: list[str]) -> None:
+    """Every class needs a training image: a head never predicts a class it has not seen, and its
+    probability columns would no longer line up with the class list (wrong submission categories)."""
+    missing = np.setdiff1d(np.arange(len(classes)), labels)
+    if len(missing):
+        names = ", ".join(repr(classes[i]) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ProbesError(f"{len(missing)} class(es) have no training image: {names} (an empty class folder, or "
+                          "all its images failed: see featstore info); add images or remove the class, then extract")
 
 
 def _now() -> str:

@@ -152,3 +152,19 @@ def test_duplicate_stems_are_refused(tmp_path: Path) -> None:
     preds = Predictions(np.array(["t/a.png", "t/a.jpg"], dtype=object), np.ones((2, 3), np.float32), np.full(2, -1))
     with pytest.raises(ProbesError, match="duplicate submission id 'a'"):
         write_submission(preds, tmp_path / "x.csv", n_classes=3, n_test=2)
+
+
+def test_a_class_without_training_images_is_refused(tmp_path: Path) -> None:
+    """Probabilities would be one column short and every later class shifted: an error, not a submission."""
+    from probes.train import FitRequest, fit_run
+
+    rng = np.random.default_rng(0)
+    files = {}
+    for split, labels in (("train", [0, 1, 3] * 10), ("val", [0, 1, 3] * 3)):
+        files[split] = tmp_path / f"{split}.npz"
+        np.savez(files[split], features=rng.normal(size=(len(labels), 4)).astype(np.float32), labels=np.array(labels))
+    import_arrays("gap", files, cache=tmp_path / "cache", classes=["ant", "bee", "cat", "dog"])
+    for budget in (None, 1e-9):  # in memory and streaming
+        with pytest.raises(ProbesError, match="1 class\\(es\\) have no training image: 'cat'"):
+            fit_run(FitRequest(features=("gap",), device="cpu", memory_budget_gb=budget), cache=tmp_path / "cache",
+                    runs=tmp_path / "runs")
