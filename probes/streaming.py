@@ -49,6 +49,7 @@ from probes.heads import (
 # Step lengths scored by one pass (each costs a softmax over the block, not a matmul).
 _STEPS = (1.0, 0.5, 0.25)
 
+
 class StreamedDesign:
     """``solvers.Design`` for the train split read block by block: the eigenbasis, the val split
     whitened in memory (it is small), and ``problem`` objectives that stream the train blocks."""
