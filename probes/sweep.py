@@ -101,4 +101,3 @@ def _sweep_mlp(grid: dict[str, list[Any]], params: dict[str, Any], cls: type[MLP
     head.set_params(**{k: configs[best][k] for k in GRID_KEYS["mlp"]})
     head.hidden = as_widths(head.hidden)
     return SweepResult(table, best_params, head)
-
