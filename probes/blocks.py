@@ -35,9 +35,9 @@ def feature_set_blocks(fs: Any, split: str = "train") -> BlockList:
     """One split of a ``FeatureSet``, one block per shard (fp16 as stored)."""
     from featstore.store.shards import read_features
 
-    # FeatureSet.iter_blocks re-reads every shard's ids to plan each pass (~half the time of a pass on
-    # small dims); the plan (which rows of which shard, O(n) ints) is made once and reused by every pass.
-    index, plan = fs._plan(split)
+    # Planning reads every shard's ids (~half the time of a pass on small dims): done once, and the plan
+    # (which rows of which shard, O(n) ints) is reused by every pass.
+    index, plan = fs.plan(split)
     labels = [index.labels[dst] for _, _, dst in plan]
 
     def read(i: int, lo: int, hi: int) -> Block:
@@ -93,13 +93,11 @@ class Buffers:
 def pass_statistics(blocks: BlockList, device: torch.device, *, gram: bool = True) -> dict[str, Any]:
     """One pass of exact statistics: n, mean, the covariance (``gram``) or the variances, the class
     sums and counts (float64 sums of float32 blocks shifted by the first block's mean, so nothing
-    cancels). ``classes`` are the sorted labels seen."""
+    cancels). ``classes`` are the sorted labels seen; fewer than two is an error (no classifier)."""
     n, shift, s1, s2, buffers = 0, None, None, None, None
     csum: dict[Any, Tensor] = {}
     cnt: dict[Any, int] = {}
     for xb, yb in blocks():
-        if len(yb) == 0:
-            continue
         if shift is None:
             d = xb.shape[1]
             shift = torch.from_numpy(np.asarray(xb, dtype=np.float32).mean(0)).to(device)
@@ -124,6 +122,8 @@ def pass_statistics(blocks: BlockList, device: torch.device, *, gram: bool = Tru
     if n == 0:
         raise ValueError("the train blocks are empty")
     classes = sorted(csum)
+    if len(classes) < 2:
+        raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least 2")
     m = s1 / n
     second = s2 / n - (torch.outer(m, m) if gram else m * m)
     return {"n": n, "d": shift.numel(), "classes": np.array(classes), "shift": shift.double(),

@@ -78,8 +78,6 @@ class StreamedDesign:
         self.passes += 1
         mean = self.basis.mean
         for xb, yb in self.blocks():
-            if len(xb) == 0:
-                continue
             x = self.buffers.load(xb, mean)
             codes = torch.from_numpy(np.searchsorted(self.classes, np.asarray(yb)).astype(np.int64))
             yield x, self.buffers.low_precision(x), codes.to(self.device)
@@ -252,8 +250,6 @@ class StreamingLogisticHead(LogisticHead):
         """The statistics pass, the val tensors and the eigenbasis."""
         stats = pass_statistics(blocks, resolve_device(self.device))
         self.classes_, self.n_features_in_ = stats["classes"], stats["d"]
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
         self.n_train_ = stats["n"]
         val = self._encode_val(X_val, y_val)
         if val is None:  # fixed point: a 1-row stand-in keeps the design uniform; it is not used to choose

@@ -95,8 +95,6 @@ class StreamingMLPHead(MLPHead):
         device = resolve_device(self.device)
         stats = pass_statistics(blocks, device, gram=False)
         self.classes_, self.n_features_in_ = stats["classes"], stats["d"]
-        if len(self.classes_) < 2:
-            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2")
         std = stats["var"].clamp_min(0).sqrt()
         self.mean_ = stats["mean"].float().cpu().numpy()
         self.scale_ = torch.where(std > 0, 1.0 / torch.where(std > 0, std, 1.0), 0.0).float().cpu().numpy()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +70,9 @@ class FeatureSet:
             raise StoreError(f"feature set {self.encoder}/{self.key} has no split {split!r} (has: {have})")
         return read_index(self.folder, split)
 
-    def _plan(self, split: str) -> tuple[SplitIndex, list[tuple[Path, np.ndarray, np.ndarray]]]:
-        """For each shard: which of its rows are current, and where they go in id order."""
+    def plan(self, split: str) -> tuple[SplitIndex, list[tuple[Path, np.ndarray, np.ndarray]]]:
+        """For each shard: which of its rows are current (``src``), and where they go in id order
+        (``dst``). Readers that pass over a split many times (streaming heads) plan it once."""
         index = self.index(split)
         pos = {(i, h): k for k, (i, h) in enumerate(zip(index.ids, index.sha1))}
         filled = np.zeros(len(index), dtype=bool)
@@ -98,18 +98,11 @@ class FeatureSet:
 
     def load(self, split: str, *, dtype: Any = np.float32) -> SplitData:
         """The whole split in memory, rows in id order."""
-        index, plan = self._plan(split)
+        index, plan = self.plan(split)
         out = np.empty((len(index), *self._row_shape()), dtype=dtype)
         for path, src, dst in plan:
             out[dst] = read_features(path, src)
         return SplitData(ids=index.ids, labels=index.labels, features=out)
-
-    def iter_blocks(self, split: str, *, dtype: Any = np.float32) -> Iterator[SplitData]:
-        """Shard-sized blocks for streaming work: memory stays one shard, whatever the split size."""
-        index, plan = self._plan(split)
-        for path, src, dst in plan:
-            yield SplitData(ids=index.ids[dst], labels=index.labels[dst],
-                            features=read_features(path, src).astype(dtype, copy=False))
 
     def _row_shape(self) -> tuple[int, ...]:
         views = int(self.manifest.get("views", 1))

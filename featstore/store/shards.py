@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -65,12 +66,10 @@ def remove_stale_temps(folder: Path, *, min_age_s: float = STALE_TEMP_S) -> list
         m = _TMP_RE.match(path.name)
         if not m or m["host"] != host or _alive(int(m["pid"])):
             continue
-        try:
+        with contextlib.suppress(FileNotFoundError):  # another cleaner got there first
             if now - path.stat().st_mtime >= min_age_s:
                 path.unlink()
                 removed.append(path)
-        except FileNotFoundError:  # another cleaner got there first
-            pass
     return removed
 
 

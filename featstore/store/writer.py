@@ -68,7 +68,7 @@ class FeatureSetWriter:
                 f"(lock {self._lock.lock_file}); wait for it to finish, or rerun with --wait") from None
         try:
             self.manifest = self._load_or_create()
-            self.removed_temps = remove_stale_temps(self.folder)  # litter of killed writers
+            remove_stale_temps(self.folder)  # litter of killed writers
             self._adopt_shards()
         except BaseException:
             self._lock.release()
