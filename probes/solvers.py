@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -242,7 +242,40 @@ class _Memory:
         return q.neg_()
 
 
-class SoftmaxProblem:
+class PenalisedProblem:
+    """What a softmax problem knows without its data: the penalty, the diagonal Hessian model
+    (``SoftmaxProblem``'s docstring) and moves along the ``lam`` path. Subclasses set ``theta``,
+    ``lam``, ``weights``, ``variance``, ``value``, ``grad`` and ``curvature``, and implement
+    ``step``: in memory (``SoftmaxProblem``) or streamed (``probes.streaming``)."""
+
+    theta: Tensor
+    lam: float
+    weights: Tensor
+    variance: Tensor
+    value: float
+    grad: Tensor
+    curvature: Tensor
+
+    def _penalty(self, a: Tensor, b: Tensor) -> float:
+        return 0.5 * self.lam * _dot(self.weights * a, b)
+
+    def inverse_hessian(self) -> Tensor:
+        """Diagonal inverse of the Hessian model (class docstring), [d+1, K]."""
+        h = self.variance * self.curvature + self.lam * self.weights
+        return h.clamp_min(1e-8).reciprocal_()
+
+    def suboptimality(self) -> float:
+        """Estimated ``f - f*`` under the diagonal model: ``g^T H^-1 g / 2``."""
+        return 0.5 * _dot(self.grad * self.inverse_hessian(), self.grad)
+
+    def set_lam(self, lam: float) -> None:
+        """Move along the path: value and gradient change in closed form, no matmul."""
+        dlam, self.lam = lam - self.lam, lam
+        self.value += 0.5 * dlam * _dot(self.weights * self.theta, self.theta)
+        self.grad.add_(self.weights * self.theta, alpha=dlam)
+
+
+class SoftmaxProblem(PenalisedProblem):
     """Penalised multinomial cross-entropy on fixed whitened features, logits cached.
 
     ``z`` is [n, d+1] (last column ones) in the matmul dtype; ``theta`` [d+1, K] float32.
@@ -269,9 +302,6 @@ class SoftmaxProblem:
     def _buffer(self, name: str, dtype: torch.dtype = torch.float32) -> Tensor:
         return self.scratch.get(name, self.z, dtype, self.theta.shape[1])
 
-    def _penalty(self, a: Tensor, b: Tensor) -> float:
-        return 0.5 * self.lam * _dot(self.weights * a, b)
-
     def _forward(self, theta: Tensor, out: Tensor) -> Tensor:
         """``z @ theta`` in float32, into ``out``."""
         if self.z.dtype == torch.float32:
@@ -291,21 +321,6 @@ class SoftmaxProblem:
             probs = self._buffer("low", self.z.dtype).copy_(probs)
         g = (self.z.T @ probs).float().div_(len(self.y))
         return g.add_(self.weights * self.theta, alpha=self.lam)
-
-    def inverse_hessian(self) -> Tensor:
-        """Diagonal inverse of the Hessian model (class docstring), [d+1, K]."""
-        h = self.variance * self.curvature + self.lam * self.weights
-        return h.clamp_min(1e-8).reciprocal_()
-
-    def suboptimality(self) -> float:
-        """Estimated ``f - f*`` under the diagonal model: ``g^T H^-1 g / 2``."""
-        return 0.5 * _dot(self.grad * self.inverse_hessian(), self.grad)
-
-    def set_lam(self, lam: float) -> None:
-        """Move along the path: value and gradient change in closed form, no matmul."""
-        dlam, self.lam = lam - self.lam, lam
-        self.value += 0.5 * dlam * _dot(self.weights * self.theta, self.theta)
-        self.grad.add_(self.weights * self.theta, alpha=dlam)
 
     def step(self, p: Tensor) -> tuple[Tensor, Tensor] | None:
         """Backtracking Armijo search along ``p``; returns the pair ``(s, dgrad)`` or None."""
@@ -336,7 +351,7 @@ class SoftmaxProblem:
 
 
 @without_denormals
-def minimize(problem: SoftmaxProblem, memory: _Memory, *, max_iter: int, tol: float) -> int:
+def minimize(problem: PenalisedProblem, memory: _Memory, *, max_iter: int, tol: float) -> int:
     """L-BFGS until the estimated suboptimality is at most ``tol * max(|f|, 0.01)``.
 
     The estimate uses the diagonal Hessian model, so it stays meaningful on the badly
@@ -458,7 +473,7 @@ class Design(Protocol):
     z_val: Tensor | None
     y_val: Tensor | None
 
-    def problem(self, theta: Tensor, lam: float, *, weights: Tensor, variance: Tensor) -> Any: ...
+    def problem(self, theta: Tensor, lam: float, *, weights: Tensor, variance: Tensor) -> PenalisedProblem: ...
 
     def initial_theta(self, n_classes: int) -> Tensor: ...
 

@@ -87,9 +87,9 @@ class StreamedDesign:
         return self.proj @ theta[:-1], theta[-1]
 
 
-class StreamedSoftmaxProblem:
-    """``solvers.SoftmaxProblem``'s interface (value, grad, theta, lam, curvature; ``set_lam``, ``step``,
-    ``inverse_hessian``, ``suboptimality``) with the train data streamed; see the module docstring."""
+class StreamedSoftmaxProblem(solvers.PenalisedProblem):
+    """``solvers.SoftmaxProblem`` with the train data streamed: the same objective, gradient and diagonal
+    model; ``step`` scores several step lengths per pass (module docstring)."""
 
     def __init__(self, data: StreamedDesign, theta: Tensor, lam: float, *, weights: Tensor,
                  variance: Tensor) -> None:
@@ -97,9 +97,6 @@ class StreamedSoftmaxProblem:
         self.theta = theta.clone()
         losses, self.grad, self.curvature = self._pass(self.theta, None)
         self.value = losses[0] + self._penalty(self.theta, self.theta)
-
-    def _penalty(self, a: Tensor, b: Tensor) -> float:
-        return 0.5 * self.lam * solvers._dot(self.weights * a, b)
 
     @torch.no_grad()
     def _pass(self, theta: Tensor, p: Tensor | None) -> tuple[list[float], Tensor, Tensor]:
@@ -136,19 +133,6 @@ class StreamedSoftmaxProblem:
         grad = torch.cat([data.proj.T @ grad_x, grad_b[None, :]], 0).div_(n)
         grad.add_(self.weights * theta_t, alpha=self.lam)
         return [float(v) / n for v in losses.cpu()], grad, (curvature / n)[None, :]
-
-    def inverse_hessian(self) -> Tensor:
-        """Diagonal inverse of ``solvers.SoftmaxProblem``'s Hessian model, [d+1, K]."""
-        h = self.variance * self.curvature + self.lam * self.weights
-        return h.clamp_min(1e-8).reciprocal_()
-
-    def suboptimality(self) -> float:
-        return 0.5 * solvers._dot(self.grad * self.inverse_hessian(), self.grad)
-
-    def set_lam(self, lam: float) -> None:
-        dlam, self.lam = lam - self.lam, lam
-        self.value += 0.5 * dlam * solvers._dot(self.weights * self.theta, self.theta)
-        self.grad.add_(self.weights * self.theta, alpha=dlam)
 
     def step(self, p: Tensor) -> tuple[Tensor, Tensor] | None:
         """Armijo backtracking along ``p``, three step lengths per pass; ``(s, dgrad)`` or None."""
