@@ -66,6 +66,18 @@ def chain_blocks(*sources: BlockList) -> BlockList:
     return BlockList([s.sizes[i] for s, i in owners], read)
 
 
+class FitsArraysAsBlocks:
+    """``fit(X, y)`` for a streaming head: the same streaming code over blocks of in-memory arrays
+    (tests, small data), so its sklearn contract holds."""
+
+    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, block_rows: int = 4096) -> Any:
+        from probes.heads import check_features, check_labels
+
+        X = check_features(X)
+        y = check_labels(y, len(X))
+        return self.fit_blocks(array_blocks(X, y, block_rows), X_val=X_val, y_val=y_val)
+
+
 class Buffers:
     """Reused per-block buffers: a fresh 10 MB tensor per block costs more in page faults than the
     conversion itself (fp16 -> fp32 into a fresh tensor 1.6 GB/s, into a reused one 19 GB/s)."""

@@ -247,11 +247,7 @@ class LogisticHead(_Head):
         L-BFGS paths), keep the best on val (top-1, then calibrated loss); one row per pair."""
         X, codes = self._encode(X, y)
         val = self._encode_val(X_val, y_val)
-        if val is None:
-            raise ValueError("a grid needs X_val and y_val to compare its points")
-        if not Cs or not shrinks or min(Cs) <= 0 or min(shrinks) <= 0:
-            raise ValueError(f"Cs and shrinks must be non-empty and positive, "
-                             f"got {Cs!r}, {shrinks!r}")
+        check_grid_args(val, Cs, shrinks)
         Xt, yt, val_t, basis = self._prepare(X, codes, val)
         options = self._options(len(X), X.shape[1])
         shrinks = sorted(set(shrinks))
@@ -374,6 +370,14 @@ class LogisticHead(_Head):
         return head
 
 
+def check_grid_args(val: Any, Cs: list[float], shrinks: list[float]) -> None:
+    """A (C, shrink) grid needs a val split to compare its points and positive values on both axes."""
+    if val is None:
+        raise ValueError("a grid needs X_val and y_val to compare its points")
+    if not Cs or not shrinks or min(Cs) <= 0 or min(shrinks) <= 0:
+        raise ValueError(f"Cs and shrinks must be non-empty and positive, got {Cs!r}, {shrinks!r}")
+
+
 def _row(fit: solvers.Fit, n: int, C: float | None = None) -> dict[str, Any]:
     """One line of the selection table."""
     return {"C": C if C is not None else 1.0 / (fit.lam * n), "shrink": fit.shrink,
@@ -456,8 +460,12 @@ class MLPHead(_Head):
             early_stopping=self.early_stopping, patience=self.patience, dtype=dtype, seed=self.seed)
 
     def _set_scaler(self, X: np.ndarray) -> None:
-        self.mean_ = X.mean(0, dtype=np.float64).astype(np.float32)
-        std = X.std(0, dtype=np.float64).astype(np.float32)
+        self._set_scale(X.mean(0, dtype=np.float64), X.std(0, dtype=np.float64))
+
+    def _set_scale(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Standardisation from train statistics; constant features get scale 0, not 1/0."""
+        self.mean_ = np.asarray(mean, dtype=np.float32)
+        std = np.asarray(std, dtype=np.float32)
         self.scale_ = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 0.0).astype(np.float32)
 
     def _standardized(self, X: np.ndarray) -> Tensor:

@@ -30,21 +30,8 @@ import torch
 from torch import Tensor
 
 from probes import solvers
-from probes.blocks import (
-    BlockList,
-    Buffers,
-    array_blocks,
-    pass_statistics,
-)
-from probes.heads import (
-    LAM_K_START,
-    RIDGE_ALPHAS,
-    LogisticHead,
-    _row,
-    check_features,
-    check_labels,
-    resolve_device,
-)
+from probes.blocks import BlockList, Buffers, FitsArraysAsBlocks, pass_statistics
+from probes.heads import LAM_K_START, RIDGE_ALPHAS, LogisticHead, _row, check_grid_args, resolve_device
 
 # Step lengths scored by one pass (each costs a softmax over the block, not a matmul).
 _STEPS = (1.0, 0.5, 0.25)
@@ -160,20 +147,13 @@ class StreamedSoftmaxProblem(solvers.PenalisedProblem):
         return None
 
 
-class StreamingLogisticHead(LogisticHead):
+class StreamingLogisticHead(FitsArraysAsBlocks, LogisticHead):
     """``LogisticHead`` (same parameters, search and contract: predict_proba, state_dict, coef_, ...)
     trained from a re-iterable source of blocks instead of arrays; see the module docstring.
 
     With ``C`` and ``shrink`` both fixed, one fit at that point (val optional); otherwise the
     regularisation is chosen on the val split, which is required (streaming holds out no train rows).
     """
-
-    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, block_rows: int = 4096
-            ) -> StreamingLogisticHead:
-        """Array entry point (the same streaming code over in-memory blocks)."""
-        X = check_features(X)
-        y = check_labels(y, len(X))
-        return self.fit_blocks(array_blocks(X, y, block_rows), X_val=X_val, y_val=y_val)
 
     @torch.no_grad()
     @solvers.without_denormals  # softmax probabilities underflow into denormals: 10-20x slower on x86
@@ -213,10 +193,7 @@ class StreamingLogisticHead(LogisticHead):
                         shrinks: list[float]) -> list[dict[str, Any]]:
         """``LogisticHead.fit_grid`` on streamed train rows: every ``(C, shrink)`` pair on one eigenbasis
         (warm-started paths), the best on val kept; one table row per pair."""
-        if X_val is None or y_val is None:
-            raise ValueError("a grid needs X_val and y_val to compare its points")
-        if not Cs or not shrinks or min(Cs) <= 0 or min(shrinks) <= 0:
-            raise ValueError(f"Cs and shrinks must be non-empty and positive, got {Cs!r}, {shrinks!r}")
+        check_grid_args(None if X_val is None or y_val is None else (X_val, y_val), Cs, shrinks)
         t0 = time.perf_counter()
         stats, val, basis, options = self._prepare(blocks, X_val, y_val)
         n, shrinks = stats["n"], sorted(set(shrinks))

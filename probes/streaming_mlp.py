@@ -27,8 +27,8 @@ import torch
 from torch import Tensor
 
 from probes import solvers
-from probes.blocks import BlockList, array_blocks, pass_statistics
-from probes.heads import MLPHead, check_features, check_labels, resolve_device
+from probes.blocks import BlockList, FitsArraysAsBlocks, pass_statistics
+from probes.heads import MLPHead, resolve_device
 
 
 class ShuffledBlocks:
@@ -66,19 +66,12 @@ class ShuffledBlocks:
         return x.sub_(self.mean).mul_(self.scale), torch.from_numpy(codes.astype(np.int64)).to(self.mean.device)
 
 
-class StreamingMLPHead(MLPHead):
+class StreamingMLPHead(FitsArraysAsBlocks, MLPHead):
     """``MLPHead`` (same parameters and contract) trained from a ``BlockList`` instead of arrays.
 
     Early stopping needs the val split (streaming holds out no train rows); with
     ``early_stopping=False`` val is optional and training runs all ``epochs``.
     """
-
-    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, block_rows: int = 4096
-            ) -> StreamingMLPHead:
-        """Array entry point (the same streaming code over in-memory blocks)."""
-        X = check_features(X)
-        y = check_labels(y, len(X))
-        return self.fit_blocks(array_blocks(X, y, block_rows), X_val=X_val, y_val=y_val)
 
     def fit_blocks(self, blocks: BlockList, *, X_val: Any = None, y_val: Any = None) -> StreamingMLPHead:
         self.fit_grid_blocks(blocks, X_val=X_val, y_val=y_val, specs=[self._spec()])
@@ -95,9 +88,7 @@ class StreamingMLPHead(MLPHead):
         device = resolve_device(self.device)
         stats = pass_statistics(blocks, device, gram=False)
         self.classes_, self.n_features_in_ = stats["classes"], stats["d"]
-        std = stats["var"].clamp_min(0).sqrt()
-        self.mean_ = stats["mean"].float().cpu().numpy()
-        self.scale_ = torch.where(std > 0, 1.0 / torch.where(std > 0, std, 1.0), 0.0).float().cpu().numpy()
+        self._set_scale(stats["mean"].cpu().numpy(), stats["var"].clamp_min(0).sqrt().cpu().numpy())
         val = self._encode_val(X_val, y_val)
         val_t = None if val is None else (self._standardized(val[0]), self._tensor(val[1]))
         options = self._train_options(max(max(s.hidden, default=0) for s in specs))
