@@ -19,10 +19,11 @@ Block = tuple[np.ndarray, np.ndarray]  # (features [m, d], labels [m])
 
 
 class BlockList:
-    """Blocks with random access; ``read(i, lo, hi)`` returns rows ``lo:hi`` of block ``i``."""
+    """Blocks with random access; ``read(i, lo, hi)`` returns rows ``lo:hi`` of block ``i``. ``labels``:
+    every row's label (any order), known without reading the features."""
 
-    def __init__(self, sizes: list[int], read: Callable[[int, int, int], Block]) -> None:
-        self.sizes, self.read = [int(m) for m in sizes], read
+    def __init__(self, sizes: list[int], read: Callable[[int, int, int], Block], labels: np.ndarray) -> None:
+        self.sizes, self.read, self.labels = [int(m) for m in sizes], read, labels
         self.n = sum(self.sizes)
 
     def __call__(self) -> Iterator[Block]:
@@ -43,7 +44,7 @@ def feature_set_blocks(fs: Any, split: str = "train") -> BlockList:
     def read(i: int, lo: int, hi: int) -> Block:
         path, src, _ = plan[i]
         return read_features(path, src[lo:hi]), labels[i][lo:hi]
-    return BlockList([len(src) for _, src, _ in plan], read)
+    return BlockList([len(src) for _, src, _ in plan], read, index.labels)
 
 
 def array_blocks(X: np.ndarray, y: np.ndarray, block_rows: int = 4096) -> BlockList:
@@ -53,7 +54,7 @@ def array_blocks(X: np.ndarray, y: np.ndarray, block_rows: int = 4096) -> BlockL
     def read(i: int, lo: int, hi: int) -> Block:
         start = i * block_rows
         return X[start + lo:start + hi], y[start + lo:start + hi]
-    return BlockList(sizes, read)
+    return BlockList(sizes, read, np.asarray(y))
 
 
 def chain_blocks(*sources: BlockList) -> BlockList:
@@ -63,7 +64,7 @@ def chain_blocks(*sources: BlockList) -> BlockList:
     def read(i: int, lo: int, hi: int) -> Block:
         source, j = owners[i]
         return source.read(j, lo, hi)
-    return BlockList([s.sizes[i] for s, i in owners], read)
+    return BlockList([s.sizes[i] for s, i in owners], read, np.concatenate([s.labels for s in sources]))
 
 
 class FitsArraysAsBlocks:

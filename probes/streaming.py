@@ -205,6 +205,10 @@ class StreamingLogisticHead(FitsArraysAsBlocks, LogisticHead):
         self._finish(chosen, data, t0)
         return self.selection_
 
+    def final_params(self) -> dict[str, Any]:
+        """Parameters to refit on train+val without a val split: the chosen C and shrink, fixed."""
+        return {**self.get_params(), **self.selected_params()}
+
     # --- steps shared by both fits
     def _prepare(self, blocks: BlockList, X_val: Any, y_val: Any
                  ) -> tuple[dict[str, Any], tuple[Tensor, Tensor], solvers.Eigenbasis, solvers.SolverOptions]:

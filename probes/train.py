@@ -128,7 +128,6 @@ def fit_run(req: FitRequest, *, cache: Path | None = None, runs: Path | None = N
     reason = streaming_reason(req, cache=cache)
     if reason is not None:
         feats = load_features(list(req.features), cache=cache, splits=("val", "test"))
-        check_train_classes(feats.sets[0].index("train").labels, feats.classes)
         out = _fit_streaming(req, feats, reason)
     else:
         feats = load_features(list(req.features), cache=cache)
@@ -221,6 +220,7 @@ def _fit_streaming(req: FitRequest, feats: Features, reason: str):
     except TypeError as e:
         raise ProbesError(f"bad parameter for the streaming {req.head} head: {e}") from e
     train = feature_set_blocks(feats.sets[0], "train")
+    check_train_classes(train.labels, feats.classes)
     try:
         if req.sweep:
             from probes.sweep import sweep_blocks
@@ -239,8 +239,7 @@ def _fit_streaming(req: FitRequest, feats: Features, reason: str):
     mode = (f"{'sweep' if req.sweep else 'selected'} on val, streaming ({reason}; "
             f"{head.n_passes_} passes over train)")
     if req.final:  # the chosen configuration, refit on the train shards followed by val
-        params = head.final_params() if req.head == "mlp" else {**head.get_params(), **chosen}
-        head = cls(**params)
+        head = cls(**head.final_params())
         head.fit_blocks(chain_blocks(train, array_blocks(val.features, val.labels)))
         mode += f", refit on train+val ({head.n_passes_} passes)"
     return head, Normalizer("none"), table, chosen, mode, val_metrics, preds
