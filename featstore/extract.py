@@ -14,6 +14,7 @@ import torch
 from featstore.datasets import Dataset, ImageItem, scan_dataset
 from featstore.distributed import Rank, barrier, bind_device, gather_to_lead, process_group
 from featstore.encoders import EncoderSpec, create_encoder, get_spec
+from featstore.encoders.outputs import check_outputs
 from featstore.encoders.registry import backend_for
 from featstore.encoders.weights import check_weights_file, file_identity
 from featstore.errors import ExtractionError, ImageDecodeError, NonFiniteError, StoreError
@@ -24,6 +25,8 @@ from featstore.store import FeatureSetWriter, SplitIndex, default_cache, encoder
 from featstore.store.keys import MANIFEST
 from featstore.store.shards import shard_files
 from featstore.store.writer import busy_worker_locks
+from featstore.setgroup import SetId, WriterGroup
+from featstore.views import ORIG, apply_view, parse_views
 
 
 class Progress(Protocol):
@@ -102,12 +105,22 @@ class ExtractReport:
     rank: Rank = Rank()
     precision: str = ""
     merge: MergeReport | None = None  # torchrun rank 0: the merge after every rank finished
+    sets: list[tuple[str, str, str]] = field(default_factory=list)  # (output, view, key) of every set filled
 
 
-def feature_set_fields(spec: EncoderSpec, *, weights: str, precision: str, views: int, dataset: str) -> dict[str, Any]:
-    """The canonical description whose hash is the key: no batch size, workers, device or dataset contents."""
-    return {"encoder": spec.key_fields(), "weights": weights, "precision": precision, "views": views,
-            "dataset": dataset}
+def feature_set_fields(spec: EncoderSpec, *, weights: str, precision: str, views: int, dataset: str,
+                       output: str | None = None, view: str = ORIG) -> dict[str, Any]:
+    """The canonical description whose hash is the key: no batch size, workers, device or dataset contents.
+
+    The output and view enter only when they are not the default, so today's sets keep their keys.
+    """
+    fields = {"encoder": spec.key_fields(), "weights": weights, "precision": precision, "views": views,
+              "dataset": dataset}
+    if output and output != spec.default_output:
+        fields["output"] = output
+    if view != ORIG:
+        fields["view"] = view
+    return fields
 
 
 def weights_identity(spec: EncoderSpec, *, weights: Path | None, random_weights: bool) -> str:
@@ -128,6 +141,27 @@ class SetDefinition:
     key: str
     folder: Path
     header: dict[str, Any]
+    output: str = ""
+    view: str = ORIG
+
+
+def define_sets(*, outputs: list[str] | None = None, views: list[str] | None = None,
+                **kw: Any) -> list[SetDefinition]:
+    """One set per (output, view), all over the same images, view-major (the original view first)."""
+    base = define_set(**kw)
+    names = tuple(outputs or (base.spec.default_output,))
+    check_outputs(base.spec.name, base.spec.output_dims(), names)
+    return [_variant(base, o, v) for v in parse_views(",".join(views) if views else None) for o in names]
+
+
+def _variant(fs: SetDefinition, output: str, view: str) -> SetDefinition:
+    """The same images and weights, another output or view: its own key beside the default one."""
+    f = fs.fields
+    fields = feature_set_fields(fs.spec, weights=f["weights"], precision=f["precision"], views=f["views"],
+                                dataset=f["dataset"], output=output, view=view)
+    key = feature_key(fields)
+    header = {**fs.header, "dim": fs.spec.output_dims()[output], "output": output, "view": view}
+    return replace(fs, fields=fields, key=key, folder=fs.folder.parent / key, header=header, output=output, view=view)
 
 
 def define_set(*, model: str, data: str | Path, cache: str | Path | None, weights: Path | None,
@@ -136,24 +170,27 @@ def define_set(*, model: str, data: str | Path, cache: str | Path | None, weight
     if weights and random_weights:
         raise ExtractionError("--weights and --random-weights exclude each other")
     spec = get_spec(model)
+    output = spec.default_output
     dataset = scan_dataset(data, splits=splits)
     fields = feature_set_fields(spec, weights=weights_identity(spec, weights=weights, random_weights=random_weights),
                                 precision=precision, views=1, dataset=name or str(dataset.root))
     key = feature_key(fields)
     folder = Path(cache or default_cache()) / encoder_dirname(spec.name) / key
-    header = {"encoder": spec.name, "dim": spec.dim, "views": 1, "dtype": "float16", "classes": list(dataset.classes),
+    header = {"encoder": spec.name, "dim": spec.output_dims()[output], "views": 1, "output": output, "view": ORIG,
+              "dtype": "float16", "classes": list(dataset.classes),
               "random_weights": random_weights, "weights_source": str(weights) if weights else spec.weights_hint,
               "dataset": {"root": str(dataset.root), "name": fields["dataset"], "layout": dataset.layout,
                           "test_order": list(dataset.test_order) if dataset.test_order else None}}
-    return SetDefinition(spec, dataset, fields, key, folder, header)
+    return SetDefinition(spec, dataset, fields, key, folder, header, output, ORIG)
 
 
 def extract(*, model: str, data: str | Path, cache: str | Path | None = None, weights: str | Path | None = None,
             random_weights: bool = False, splits: list[str] | None = None, name: str | None = None,
             options: ExtractOptions = ExtractOptions(), progress: Progress | None = None,
-            rank: Rank = Rank()) -> ExtractReport:
+            rank: Rank = Rank(), outputs: list[str] | None = None, views: list[str] | None = None) -> ExtractReport:
     """Embed every image of the chosen splits; returns what was done. Raises FeatstoreError subclasses.
 
+    `outputs` / `views`: one feature set each (outputs x views), all from one forward pass per view.
     `rank`: this process is worker I of N and embeds only items I, I+N, ... of each sorted split. Under
     torchrun (rank.torchrun) the ranks then meet at a barrier and rank 0 merges the manifest; with
     `--shard I/N` alone, `merge` (or the next plain extract) does.
@@ -161,30 +198,34 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
     options = replace(options, device=bind_device(rank, options.device))
     rt = resolve_runtime(options.device, options.precision)
     wpath = Path(weights) if weights else None
-    fs = define_set(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
-                    splits=splits, name=name, precision=rt.precision)
-    job = _Job(fs.spec, rt, options, wpath, random_weights, progress or _Silent())
+    sets = define_sets(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
+                       splits=splits, name=name, precision=rt.precision, outputs=outputs, views=views)
+    fs = sets[0]
+    job = _Job(fs.spec, rt, options, wpath, random_weights, progress or _Silent(), sets=[(s.output, s.view) for s in sets])
     with process_group(rank, rt.device):
-        report = _extract_slice(fs, job, rank)
+        report = _extract_slice(sets, job, rank)
         if not rank.torchrun:
             return report
         barrier(rank)  # every rank has flushed its shards and written its parts
         reports = gather_to_lead(rank, report)
         if rank.lead:
-            report = _combine(reports, merge=_merge(fs, wait=True, note={"ranks": rank.count, "device": str(rt.device)}))
+            note = {"ranks": rank.count, "device": str(rt.device)}
+            report = _combine(reports, merge=[_merge(s, wait=True, note=note) for s in sets][0])
         return report
 
 
-def _extract_slice(fs: SetDefinition, job: _Job, rank: Rank) -> ExtractReport:
-    """This worker's share of every split into the store (all of it when alone)."""
+def _extract_slice(sets: list[SetDefinition], job: _Job, rank: Rank) -> ExtractReport:
+    """This worker's share of every split into the store (all of it when alone), for every set at once."""
+    fs = sets[0]
     report = ExtractReport(encoder=fs.spec.name, key=fs.key, folder=fs.folder, rank=rank,
-                           precision=fs.fields["precision"])
+                           precision=fs.fields["precision"], sets=[(s.output, s.view, s.key) for s in sets])
     started = now_iso()
-    if not fs.folder.exists():
+    if not all(s.folder.exists() for s in sets):
         job.model()  # first run: missing weights fail before anything is created
-    with FeatureSetWriter(fs.folder, key=fs.key, key_fields=fs.fields, header=fs.header,
-                          shard_rows=job.options.shard_rows, wait=job.options.wait, lock_name=rank.lock_name,
-                          publish=rank.alone) as writer:
+    writers = {(s.output, s.view): FeatureSetWriter(
+        s.folder, key=s.key, key_fields=s.fields, header=s.header, shard_rows=job.options.shard_rows,
+        wait=job.options.wait, lock_name=rank.lock_name, publish=rank.alone) for s in sets}
+    with WriterGroup(writers) as writer:
         for split, items in fs.dataset.splits.items():
             rep, failures = job.run_split(writer, split, rank.take(items), rank=rank)
             report.splits.append(rep)
@@ -193,7 +234,7 @@ def _extract_slice(fs: SetDefinition, job: _Job, rank: Rank) -> ExtractReport:
             writer.record_run({"started": started, "finished": now_iso(), "device": str(job.rt.device),
                                "batch_size": job.options.batch_size,
                                **{f"{r.split}_extracted": r.extracted for r in report.splits}})
-    report.store_bytes = _folder_bytes(fs.folder)
+    report.store_bytes = sum(_folder_bytes(s.folder) for s in sets)
     return report
 
 
@@ -211,7 +252,8 @@ def _combine(reports: list[ExtractReport], *, merge: MergeReport) -> ExtractRepo
 
 def merge(*, model: str, data: str | Path, cache: str | Path | None = None, weights: str | Path | None = None,
           random_weights: bool = False, splits: list[str] | None = None, name: str | None = None,
-          precision: str = "auto", wait: bool = False) -> MergeReport:
+          precision: str = "auto", wait: bool = False, outputs: list[str] | None = None,
+          views: list[str] | None = None) -> MergeReport:
     """Assemble manifest and index from the shards and parts that `--shard I/N` workers finished.
 
     Computes no vector: each image's content hash comes from a worker's part (trusted while the file's
@@ -219,9 +261,9 @@ def merge(*, model: str, data: str | Path, cache: str | Path | None = None, weig
     file. What is neither stored nor recorded as failed is reported as missing.
     """
     wpath = Path(weights) if weights else None
-    fs = _locate(define_set(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
-                            splits=splits, name=name, precision="fp32"), precision)
-    return _merge(fs, wait=wait, note={"merged": True})
+    sets = define_sets(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
+                       splits=splits, name=name, precision="fp32", outputs=outputs, views=views)
+    return [_merge(_locate(s, precision), wait=wait, note={"merged": True}) for s in sets][0]
 
 
 def _locate(fs: SetDefinition, precision: str) -> SetDefinition:
@@ -313,18 +355,22 @@ class _Job:
     """Per-run state: the model is built lazily, only when some image actually needs computing."""
 
     def __init__(self, spec: EncoderSpec, rt: Runtime, options: ExtractOptions, weights: Path | None,
-                 random_weights: bool, progress: Progress) -> None:
+                 random_weights: bool, progress: Progress, *, sets: list[SetId]) -> None:
         self.spec, self.rt, self.options, self.progress = spec, rt, options, progress
         self.weights, self.random_weights = weights, random_weights
+        self.sets = sets
+        self.outputs = tuple(dict.fromkeys(o for o, _ in sets))
+        self.views = tuple(dict.fromkeys(v for _, v in sets))
         self._model: tuple[torch.nn.Module, Any] | None = None
 
     def model(self) -> tuple[torch.nn.Module, Any]:
         if self._model is None:
-            model, preprocess = create_encoder(self.spec, weights=self.weights, random_weights=self.random_weights)
+            model, preprocess = create_encoder(self.spec, weights=self.weights, random_weights=self.random_weights,
+                                               outputs=self.outputs)
             self._model = (prepare_model(model, self.rt, compile=self.options.compile), preprocess)
         return self._model
 
-    def run_split(self, writer: FeatureSetWriter, split: str, items: list[ImageItem], *,
+    def run_split(self, writer: WriterGroup, split: str, items: list[ImageItem], *,
                   rank: Rank) -> tuple[SplitReport, list[dict[str, str]]]:
         t0 = time.perf_counter()
         rep = SplitReport(split, images=len(items))
@@ -347,7 +393,7 @@ class _Job:
         rep.seconds = time.perf_counter() - t0
         return rep, failed
 
-    def _compute(self, writer: FeatureSetWriter, split: str, todo: list[ImageItem], stats: dict[str, tuple[int, int]],
+    def _compute(self, writer: WriterGroup, split: str, todo: list[ImageItem], stats: dict[str, tuple[int, int]],
                  done: dict[str, str], failures: dict[str, str], rep: SplitReport) -> None:
         model, preprocess = self.model()
         workers = default_workers(self.rt.cuda) if self.options.workers is None else self.options.workers
@@ -362,17 +408,27 @@ class _Job:
                 done[todo[batch.pos[k]].id] = batch.sha1[k]
                 rep.reused += 1
             if keep:
-                feats = encode_batch(model, batch.pixels[keep], preprocess, self.rt)
                 sel = [todo[batch.pos[k]] for k in keep]
-                _check_finite(feats, sel)
+                feats = self._encode(model, preprocess, batch.pixels[keep], sel)
                 sha = [batch.sha1[k] for k in keep]
-                writer.add(split, [i.id for i in sel], [i.label for i in sel], sha, feats.numpy().astype(np.float16))
+                writer.add(split, [i.id for i in sel], [i.label for i in sel], sha, feats)
                 done.update(zip((i.id for i in sel), sha))
                 rep.extracted += len(keep)
             self.progress.advance(len(batch.pos) + len(batch.failed))
 
 
-def _plan(writer: FeatureSetWriter, split: str, items: list[ImageItem]):
+    def _encode(self, model: torch.nn.Module, preprocess: Any, pixels: torch.Tensor,
+                items: list[ImageItem]) -> dict[SetId, np.ndarray]:
+        """One forward pass per view yields every output; checked, then as the store's float16."""
+        out = {}
+        for view in self.views:
+            for output, feats in encode_batch(model, apply_view(view, pixels), preprocess, self.rt).items():
+                _check_finite(feats, items)
+                out[(output, view)] = feats.numpy().astype(np.float16)
+        return out
+
+
+def _plan(writer: FeatureSetWriter | WriterGroup, split: str, items: list[ImageItem]):
     """Split items into already stored (by unchanged stat + stored hash), to compute, and unreadable.
 
     The stat records come from the last index and from the parts of workers (--shard, torchrun ranks),

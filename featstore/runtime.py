@@ -55,14 +55,22 @@ def prepare_model(model: torch.nn.Module, rt: Runtime, *, compile: bool = False)
 
 
 @torch.inference_mode()
-def encode_batch(model: torch.nn.Module, batch_u8: torch.Tensor, preprocess: Preprocess, rt: Runtime) -> torch.Tensor:
-    """uint8 [B, C, H, W] on the host -> float32 [B, D] on the host; normalisation runs on the device."""
+def encode_batch(model: torch.nn.Module, batch_u8: torch.Tensor, preprocess: Preprocess,
+                 rt: Runtime) -> torch.Tensor | dict[str, torch.Tensor]:
+    """uint8 [B, C, H, W] on the host -> float32 [B, D] on the host (a dict of them for a multi-output
+    model); normalisation runs on the device."""
     x = batch_u8.to(rt.device, non_blocking=rt.cuda)
     x = preprocess.normalize(x)
     if rt.cuda:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(rt.device.type, dtype=_DTYPES[rt.precision], enabled=rt.autocast):
         y = model(x)
+    if isinstance(y, dict):  # several outputs of one pass (featstore.encoders.outputs)
+        return {k: _host(v) for k, v in y.items()}
+    return _host(y)
+
+
+def _host(y: torch.Tensor) -> torch.Tensor:
     if y.ndim != 2:
         raise ExtractionError(f"encoder returned shape {tuple(y.shape)}, expected [batch, dim]")
     return y.float().cpu()

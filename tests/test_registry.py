@@ -53,7 +53,8 @@ def test_unknown_names_list_the_options() -> None:
 
 
 def test_filter_by_glob() -> None:
-    assert [s.name for s in list_specs("*clip*")] == ["clip_vit_l14", "clip_vit_l14_336"]
+    assert [s.name for s in list_specs("clip_vit*")] == ["clip_vit_l14", "clip_vit_l14_336"]
+    assert {"eva02_clip_l14", "eva01_clip_g14", "laion_vit_h14"} <= {s.name for s in list_specs("*") if s.text}
 
 
 def _tiny_data(root: Path) -> Path:

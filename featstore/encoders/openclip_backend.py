@@ -9,6 +9,7 @@ import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 
+from featstore.encoders.outputs import OpenClipOutputs, openclip_outputs
 from featstore.encoders.registry import Backend, register_backend
 from featstore.encoders.spec import EncoderSpec
 from featstore.encoders.timm_backend import _missing_weights_message
@@ -18,7 +19,8 @@ from featstore.errors import UnknownEncoderError, WeightsError
 _RESIZE_TO_CROP = {"shortest": "center", "squash": "squash", "longest": "border"}
 
 
-def openclip_spec(name: str, arch: str, tag: str | None, *, note: str = "") -> EncoderSpec:
+def openclip_spec(name: str, arch: str, tag: str | None, *, note: str = "", trained_on: str = "",
+                  imagenet_labels: str = "") -> EncoderSpec:
     """Spec whose preprocessing is what open_clip.create_model_and_transforms would return."""
     model_cfg = open_clip.get_model_config(arch)
     if model_cfg is None:
@@ -39,7 +41,9 @@ def openclip_spec(name: str, arch: str, tag: str | None, *, note: str = "") -> E
         crop_pct=1.0, mean=tuple(pp["mean"]), std=tuple(pp["std"]), pooling="encode_image",
         extra=(("quick_gelu", bool(tag_cfg.get("quick_gelu", model_cfg.get("quick_gelu", False)))),
                ("resize_mode", pp["resize_mode"])),
-        weights_hint=f"open_clip hub {hub}", note=note,
+        weights_hint=f"open_clip hub {hub}", note=note, outputs=openclip_outputs(model_cfg), text=True,
+        trained_on=trained_on or f"open_clip {arch} / {tag or '(no tag)'}: contrastive image-text pretraining",
+        imagenet_labels=imagenet_labels,
     )
 
 
@@ -62,6 +66,10 @@ class OpenClipBackend(Backend):
         return openclip_spec(f"open_clip:{ref}", arch, tag or None)
 
     def build(self, spec: EncoderSpec, *, weights: Path | None, random_weights: bool) -> torch.nn.Module:
+        return _ImageTower(self.build_clip(spec, weights=weights, random_weights=random_weights).visual)
+
+    def build_clip(self, spec: EncoderSpec, *, weights: Path | None, random_weights: bool) -> torch.nn.Module:
+        """The whole CLIP model (image and text towers), for `featstore text`."""
         kw = {"force_quick_gelu": dict(spec.extra).get("quick_gelu", False)}
         if random_weights:
             torch.manual_seed(0)
@@ -81,7 +89,16 @@ class OpenClipBackend(Backend):
                 raise WeightsError(_missing_weights_message(spec, e)) from e
         else:
             raise WeightsError(f"{spec.name} has no pretrained tag: pass --weights FILE or use open_clip:<arch>:<tag>")
-        return _ImageTower(model.visual)
+        return model.eval().requires_grad_(False)
+
+    def outputs_module(self, model: torch.nn.Module, spec: EncoderSpec, names: tuple[str, ...]) -> torch.nn.Module:
+        if names == (spec.default_output,):  # exactly today's forward
+            return super().outputs_module(model, spec, names)
+        super().outputs_module(model, spec, names)  # validates the names
+        return OpenClipOutputs(model.visual, names)
+
+    def tokenizer(self, spec: EncoderSpec):
+        return open_clip.get_tokenizer(spec.model_id)
 
     def transform(self, spec: EncoderSpec):
         cfg = PreprocessCfg(size=spec.input_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,

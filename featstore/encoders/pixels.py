@@ -18,7 +18,8 @@ def pixels_spec(name: str = "pixels", *, size: int = PIXELS_SIZE) -> EncoderSpec
         name=name, backend="pixels", model_id=f"gray{size}", pretrained=None, dim=size * size,
         input_size=(size, size), interpolation="bicubic", crop_mode="squash", crop_pct=1.0, mean=(0.0,),
         std=(1.0,), pooling="flatten", channels=1, weights_hint="none needed",
-        note="baseline and offline demo: values in [0, 1], one per pixel",
+        note="baseline and offline demo: values in [0, 1], one per pixel", outputs=(("flatten", size * size),),
+        trained_on="nothing (no weights)",
     )
 
 

@@ -37,6 +37,13 @@ class Backend(abc.ABC):
     def transform(self, spec: EncoderSpec):
         """The library's own eval transform (PIL image -> normalised tensor) for this spec."""
 
+    def outputs_module(self, model: torch.nn.Module, spec: EncoderSpec, names: tuple[str, ...]) -> torch.nn.Module:
+        """`model` as a module returning {output: [B, D]} for `names`, all from one forward pass."""
+        from featstore.encoders.outputs import SingleOutput, check_outputs
+
+        check_outputs(spec.name, spec.output_dims(), names)
+        return SingleOutput(model, names[0])
+
     def weights_identity(self, spec: EncoderSpec) -> str:
         """What the hub path loads, for the store key."""
         return f"hub:{spec.backend}:{spec.model_id}.{spec.pretrained}"
@@ -89,13 +96,20 @@ def list_specs(pattern: str | None = None) -> list[EncoderSpec]:
 
 
 def create_encoder(
-    spec: EncoderSpec | str, *, weights: str | Path | None = None, random_weights: bool = False
+    spec: EncoderSpec | str, *, weights: str | Path | None = None, random_weights: bool = False,
+    outputs: tuple[str, ...] | None = None,
 ) -> tuple[torch.nn.Module, "Preprocess"]:
-    """(frozen model in eval mode, preprocessing) for a spec; weights from a file, the hub, or random."""
+    """(frozen model in eval mode, preprocessing) for a spec; weights from a file, the hub, or random.
+
+    With `outputs` the model returns {output: [B, D]} for those outputs (one forward pass); without,
+    the [B, dim] tensor of the default output.
+    """
     from featstore.encoders.preprocess import Preprocess
 
     spec = get_spec(spec) if isinstance(spec, str) else spec
     backend = backend_for(spec)
     model = backend.build(spec, weights=Path(weights) if weights else None, random_weights=random_weights)
+    if outputs is not None:
+        model = backend.outputs_module(model, spec, tuple(outputs))
     model.eval().requires_grad_(False)
     return model, Preprocess.from_transform(backend.transform(spec), channels=spec.channels)

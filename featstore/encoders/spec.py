@@ -32,15 +32,27 @@ class EncoderSpec:
     weights_hint: str = ""  # where the weights come from, for `featstore models`
     note: str = ""  # why an entry deliberately differs from the library config
     extra: tuple[tuple[str, Any], ...] = field(default=())  # backend specifics (e.g. quick_gelu)
+    # Not in the key (they describe, not change, the vectors of the default output):
+    outputs: tuple[tuple[str, int], ...] = ()  # (name, dim) a forward pass can yield; the first is the default
+    trained_on: str = ""  # provenance of the weights, label fine-tuning included
+    imagenet_labels: str = ""  # "in1k" / "in22k" when the weights were trained on ImageNet labels, else ""
+    text: bool = False  # has a text tower: `featstore text` can embed class names with it
 
     def key_fields(self) -> dict[str, Any]:
         """Fields that change the stored vectors (the name is only a label, so it is left out)."""
         d = dataclasses.asdict(self)
-        for k in ("name", "weights_hint", "note"):
+        for k in ("name", "weights_hint", "note", "outputs", "trained_on", "imagenet_labels", "text"):
             d.pop(k)
         d["model_kwargs"] = dict(self.model_kwargs)
         d["extra"] = dict(self.extra)
         return d
+
+    @property
+    def default_output(self) -> str:
+        return self.outputs[0][0] if self.outputs else "default"
+
+    def output_dims(self) -> dict[str, int]:
+        return dict(self.outputs) if self.outputs else {"default": self.dim}
 
     @property
     def input_desc(self) -> str:

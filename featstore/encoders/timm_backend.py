@@ -10,6 +10,7 @@ import timm
 import torch
 from timm.data import create_transform, resolve_data_config
 
+from featstore.encoders.outputs import TimmOutputs, timm_outputs
 from featstore.encoders.registry import Backend, register_backend
 from featstore.encoders.spec import EncoderSpec
 from featstore.encoders.weights import require_hub_weights, translate_load_error, validate_weights_file
@@ -18,7 +19,7 @@ from featstore.errors import UnknownEncoderError, WeightsError
 
 def timm_spec(
     name: str, model_name: str, *, model_kwargs: dict[str, Any] | None = None,
-    data_overrides: dict[str, Any] | None = None, note: str = "",
+    data_overrides: dict[str, Any] | None = None, note: str = "", trained_on: str = "",
 ) -> EncoderSpec:
     """Spec whose preprocessing is timm's own resolved data config (plus explicit overrides)."""
     kwargs = dict(model_kwargs or {})
@@ -32,14 +33,28 @@ def timm_spec(
         raise
     cfg = resolve_data_config(dict(data_overrides or {}), model=model)
     arch, _, tag = model_name.partition(".")
+    tag = tag or (model.pretrained_cfg or {}).get("tag") or ""
+    labels = imagenet_labels(tag, (model.pretrained_cfg or {}).get("num_classes"))
     hub = (model.pretrained_cfg or {}).get("hf_hub_id") or (model.pretrained_cfg or {}).get("url") or "none"
     return EncoderSpec(
-        name=name, backend="timm", model_id=arch, pretrained=tag or model.pretrained_cfg.get("tag") or None,
+        name=name, backend="timm", model_id=arch, pretrained=tag or None,
         dim=int(model.num_features), input_size=tuple(cfg["input_size"][1:]), interpolation=cfg["interpolation"],
         crop_mode=cfg.get("crop_mode", "center"), crop_pct=float(cfg["crop_pct"]), mean=tuple(cfg["mean"]),
         std=tuple(cfg["std"]), pooling=str(getattr(model, "global_pool", "") or "default"),
         model_kwargs=tuple(sorted(kwargs.items())), weights_hint=f"timm hub {hub}", note=note,
+        outputs=timm_outputs(model), imagenet_labels=labels,
+        trained_on=trained_on or f"timm tag {tag or '(none)'}" + (f"; trained on ImageNet-{labels[2:]} labels" if labels else ""),
     )
+
+
+def imagenet_labels(tag: str, num_classes: int | None) -> str:
+    """Whether a timm checkpoint saw ImageNet labels: its tag (…_in1k, in22k) or a 1000-class head."""
+    t = tag.lower()
+    if "in1k" in t or num_classes == 1000:
+        return "in1k"
+    if "in22k" in t or "in21k" in t or (num_classes or 0) in (21841, 21843, 11821, 10450):
+        return "in22k"
+    return ""
 
 
 class TimmBackend(Backend):
@@ -73,6 +88,12 @@ class TimmBackend(Backend):
             return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as e:
             raise WeightsError(_missing_weights_message(spec, e)) from e
+
+    def outputs_module(self, model: torch.nn.Module, spec: EncoderSpec, names: tuple[str, ...]) -> torch.nn.Module:
+        if names == (spec.default_output,):  # exactly today's forward
+            return super().outputs_module(model, spec, names)
+        super().outputs_module(model, spec, names)  # validates the names
+        return TimmOutputs(model, names)
 
     def transform(self, spec: EncoderSpec):
         return create_transform(

@@ -24,7 +24,10 @@ def list_feature_sets(cache: Path | None = None) -> list[FeatureSet]:
 
 
 def open_feature_set(ref: str, *, cache: Path | None = None) -> FeatureSet:
-    """By key (or unique key prefix), `encoder/key`, or encoder name (the most recent complete set)."""
+    """By key (or unique key prefix), `encoder/key`, or name (the most recent complete set).
+
+    A name is `ENCODER` (its default output), `ENCODER:OUTPUT`, either with `@VIEW` (e.g. `@hflip`).
+    """
     cache = Path(cache) if cache else default_cache()
     sets = list_feature_sets(cache)
     enc, _, key = ref.rpartition("/") if "/" in ref else ("", "", ref)
@@ -33,8 +36,26 @@ def open_feature_set(ref: str, *, cache: Path | None = None) -> FeatureSet:
         return by_key[0]
     if len(by_key) > 1:
         raise StoreError(f"{ref!r} matches {len(by_key)} feature sets; give more of the key")
-    by_name = [s for s in sets if s.encoder == ref and s.splits]
+    by_name = [s for s in sets if s.splits and _named(s, ref)]
     if by_name:
         return by_name[0]
-    known = ", ".join(sorted({f"{s.encoder} ({s.key})" for s in sets})) or "none"
+    known = ", ".join(sorted({f"{set_name(s)} ({s.key})" for s in sets})) or "none"
     raise StoreError(f"no feature set {ref!r} in {cache}; known: {known}")
+
+
+def set_name(fs: FeatureSet) -> str:
+    """`ENCODER[:OUTPUT][@VIEW]`: the output and view appear when they are not the default ones."""
+    fields = fs.manifest.get("key_fields", {})
+    name = fs.encoder + (f":{fields['output']}" if "output" in fields else "")
+    return name + (f"@{fields['view']}" if "view" in fields else "")
+
+
+def _named(fs: FeatureSet, ref: str) -> bool:
+    base, _, view = ref.partition("@")
+    fields = fs.manifest.get("key_fields", {})
+    if fields.get("view", "orig") != (view or "orig"):
+        return False
+    if fs.encoder == base:  # encoder names may hold colons themselves (timm:vit_...): exact match first
+        return "output" not in fields
+    encoder, _, output = base.rpartition(":")
+    return fs.encoder == encoder and fs.manifest.get("output") == output
