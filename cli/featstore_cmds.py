@@ -23,6 +23,12 @@ RandomWeightsOpt = Annotated[bool, typer.Option("--random-weights", help="Random
 SplitsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated splits to extract, e.g. train,val. Default: every split found.")]
 NameOpt = Annotated[Optional[str], typer.Option(help="Dataset name in the store key. Default: the --data folder's resolved path.")]
 WaitOpt = Annotated[bool, typer.Option(help="If another process is writing this feature set, wait for it instead of exiting.")]
+OutputsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated outputs, all from one forward pass, each its own feature set (ENCODER:OUTPUT), e.g. pre_logits,cls,patch_mean,cls_last4 (timm ViTs) or embed,pre_proj (open_clip). Default: the entry's first output (today's vector). See `featstore models`.")]
+ViewsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated views: orig,hflip stores the horizontal flip too, as its own feature set (ENCODER[:OUTPUT]@hflip). Default: orig.")]
+
+
+def _csv(text: Optional[str]) -> Optional[list[str]]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
 @featstore_app.command()
@@ -43,6 +49,8 @@ def extract(
     shard: Annotated[Optional[str], typer.Option(help="Run as worker I of N (slurm arrays, shell loops): embed items I, I+N, ... of each split, then `featstore merge`. Under torchrun (`torchrun --nproc-per-node N -m featstore extract ...`) ranks split the work by themselves.", metavar="I/N")] = None,
     wait: WaitOpt = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder (GPU, long runs).")] = False,
+    outputs: OutputsOpt = None,
+    views: ViewsOpt = None,
 ) -> None:
     """Embed every image of every split once; rerunning computes only new or changed images."""
     from contextlib import nullcontext
@@ -59,12 +67,12 @@ def extract(
     with RichProgress(label) if drawn else nullcontext() as progress:
         report = run_extract(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
                              splits=splits.split(",") if splits else None, name=name, options=opts, progress=progress,
-                             rank=rank)
+                             rank=rank, outputs=_csv(outputs), views=_csv(views))
     if not drawn:
         return
     render_extract_report(report)
     names = dict(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights, splits=splits,
-                 name=name, precision=report.precision)
+                 name=name, precision=report.precision, outputs=outputs, views=views)
     if report.merge is not None:
         render_merge_issues(report.merge, _set_command("extract", **names))
     elif not rank.alone:
@@ -73,12 +81,14 @@ def extract(
 
 
 def _set_command(command: str, *, model: str, data: Path, cache: Optional[Path], weights: Optional[Path],
-                 random_weights: bool, splits: Optional[str], name: Optional[str], precision: str) -> str:
+                 random_weights: bool, splits: Optional[str], name: Optional[str], precision: str,
+                 outputs: Optional[str] = None, views: Optional[str] = None) -> str:
     """The featstore command line that names the same feature set (for hints)."""
     import shlex
 
     args = ["featstore", command, "--model", model, "--data", str(data)]
-    for flag, value in (("--cache", cache), ("--weights", weights), ("--splits", splits), ("--name", name)):
+    for flag, value in (("--cache", cache), ("--weights", weights), ("--splits", splits), ("--name", name),
+                        ("--outputs", outputs), ("--views", views)):
         if value:
             args += [flag, str(value)]
     args += ["--random-weights"] if random_weights else []
@@ -97,12 +107,15 @@ def merge(
     name: NameOpt = None,
     precision: Annotated[str, typer.Option(help="Precision the workers ran at. auto: the one whose shards exist.")] = "auto",
     wait: WaitOpt = False,
+    outputs: OutputsOpt = None,
+    views: ViewsOpt = None,
 ) -> None:
     """Assemble a feature set from the shards of `featstore extract --shard I/N` workers; computes no vector."""
     from featstore.extract import merge as run_merge
 
     report = run_merge(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
-                       splits=splits.split(",") if splits else None, name=name, precision=precision, wait=wait)
+                       splits=splits.split(",") if splits else None, name=name, precision=precision, wait=wait,
+                       outputs=_csv(outputs), views=_csv(views))
     table = Table(title=f"{report.encoder}  {report.key}  (merged)", title_justify="left")
     for col in ("split", "images", "stored", "failed", "missing"):
         table.add_column(col, justify="right" if col != "split" else "left")
@@ -111,7 +124,7 @@ def merge(
     out.print(table)
     out.print(f"store: {report.folder}", highlight=False)
     cmd = _set_command("extract", model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
-                       splits=splits, name=name, precision=report.precision)
+                       splits=splits, name=name, precision=report.precision, outputs=outputs, views=views)
     render_merge_issues(report, cmd)
 
 
@@ -140,6 +153,9 @@ def render_extract_report(report: Any) -> None:
                       f"{r.seconds:.1f}", f"{r.rate:,.1f}" if r.extracted else "-")
     out.print(table)
     out.print(f"store: {report.folder}  ({human_bytes(report.store_bytes)})", highlight=False)
+    if len(report.sets) > 1:
+        names = [f"{report.encoder}:{o}" + (f"@{v}" if v != "orig" else "") + f" ({k})" for o, v, k in report.sets]
+        out.print(f"{len(report.sets)} feature sets from one pass: {', '.join(names)}", highlight=False, soft_wrap=True)
     if report.failures:
         err.print(f"[yellow]{len(report.failures)} unreadable images skipped[/] (listed in the manifest):")
         for f in report.failures[:20]:
@@ -155,14 +171,19 @@ def models(pattern: Annotated[Optional[str], typer.Argument(help="Shell-style fi
     from featstore.encoders import list_specs
 
     table = Table()
-    for col in ("name", "backend / model", "dim", "input", "resize", "weights"):
+    for col in ("name", "backend / model", "dim", "input", "resize", "outputs", "text", "labels seen", "weights"):
         table.add_column(col)
-    for s in list_specs(pattern):
+    specs = list_specs(pattern)
+    for s in specs:
         model = f"{s.backend} {s.model_id}" + (f".{s.pretrained}" if s.pretrained and s.backend == "timm" else
                                                f" / {s.pretrained}" if s.pretrained else "")
         resize = s.crop_mode + (f" {s.crop_pct:.3g}" if s.crop_mode == "center" and s.crop_pct != 1 else "")
-        table.add_row(s.name, model, str(s.dim), s.input_desc, f"{resize}, {s.interpolation}", s.weights_hint)
+        labels = f"[yellow]ImageNet-{s.imagenet_labels[2:]}[/]" if s.imagenet_labels else "none"
+        table.add_row(s.name, model, str(s.dim), s.input_desc, f"{resize}, {s.interpolation}",
+                      ", ".join(o for o, _ in s.outputs), "yes" if s.text else "", labels, s.weights_hint)
     out.print(table)
+    for s in specs:  # provenance: what the weights were trained on, label fine-tuning included
+        out.print(f"  {s.name}: {s.trained_on}", style="dim", highlight=False)
     out.print("Also: timm:<model> and open_clip:<arch>:<tag> for any model of those libraries.", style="dim")
 
 
@@ -171,9 +192,13 @@ def models(pattern: Annotated[Optional[str], typer.Argument(help="Shell-style fi
 def ls_sets(cache: CacheOpt = None) -> None:
     """Table of the feature sets in the store: encoder, key, splits and counts, dim, size, failures."""
     from featstore.store import list_feature_sets
+    from featstore.store.catalog import set_name
+    from featstore.store.textset import list_text_sets
 
-    sets = list_feature_sets(cache)
-    if not sets:
+    sets, texts = list_feature_sets(cache), list_text_sets(cache)
+    if texts:
+        _text_table(texts)
+    if not sets and not texts:
         err.print(f"no feature sets in {cache or os.environ.get('FEATSTORE_CACHE', 'cache')}")
         return
     table = Table()
@@ -182,8 +207,19 @@ def ls_sets(cache: CacheOpt = None) -> None:
     for s in sets:
         counts = ", ".join(f"{sp} {s.count(sp):,}" + (f" ({s.missing(sp):,} missing)" if s.missing(sp) else "")
                            for sp in s.splits) or "(incomplete)"
-        table.add_row(s.encoder, s.key, counts, str(s.dim), human_bytes(s.size_bytes()), str(len(s.failures())),
+        table.add_row(set_name(s), s.key, counts, str(s.dim), human_bytes(s.size_bytes()), str(len(s.failures())),
                       s.manifest.get("updated", "")[:19], s.dataset.get("name", ""))
+    out.print(table)
+
+
+def _text_table(texts: list[Any]) -> None:
+    table = Table(title="text sets (class-name embeddings)", title_justify="left")
+    for col in ("encoder", "key", "classes", "templates", "dim", "logit scale", "updated"):
+        table.add_column(col)
+    for t in texts:
+        eg = ", ".join(t.names[:3]) + (" ..." if len(t.names) > 3 else "")
+        table.add_row(t.encoder, t.key, f"{len(t.classes)} ({eg})", str(len(t.templates)), str(t.embeddings.shape[-1]),
+                      f"{t.logit_scale:g}", t.updated[:19])
     out.print(table)
 
 
@@ -196,7 +232,10 @@ def info(ref: Annotated[str, typer.Argument(help="Feature set key (or prefix), e
 
     fs = open_feature_set(ref, cache=cache)
     m = fs.manifest
-    out.print(f"[bold]{fs.encoder}[/]  key {fs.key}  ({fs.folder})")
+    from featstore.provenance import label_leak_warning
+    from featstore.store.catalog import set_name
+
+    out.print(f"[bold]{set_name(fs)}[/]  key {fs.key}  ({fs.folder})", highlight=False)
     out.print(f"dim {fs.dim}, {m.get('dtype', 'float16')}, views {m.get('views', 1)}, "
               f"precision {m['key_fields']['precision']}, weights {m['key_fields']['weights']}"
               + ("  [red](random weights)[/]" if m.get("random_weights") else ""))
@@ -220,6 +259,9 @@ def info(ref: Annotated[str, typer.Argument(help="Feature set key (or prefix), e
         eg = pairs[0]
         err.print(f"[yellow]warning:[/] {len(pairs)} {b} images are byte-identical to {a} images "
                   f"(e.g. {a}/{eg[0]} = {b}/{eg[1]}): {b} accuracy will be optimistic", highlight=False)
+    warning = label_leak_warning(fs.encoder, fs.classes)
+    if warning:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     for h in m.get("history", [])[-5:]:
         out.print(f"  run {h.get('started')} -> {h.get('finished')} on {h.get('device')}", style="dim")
 
@@ -239,15 +281,49 @@ def demo_data(folder: Annotated[Path, typer.Argument(help="Where to write the MV
 @boundary
 def import_cmd(
     name: Annotated[str, typer.Argument(help="Name of the new feature set (used as its encoder name in the store).")],
-    train: Annotated[Path, typer.Option(help=".npz (features, labels, ids[, classes]), .npy (features) or a .pt dict.")],
+    train: Annotated[Optional[Path], typer.Option(help=".npz (features, labels, ids[, classes]), .npy (features) or a .pt dict.")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Same for the val split.")] = None,
     test: Annotated[Optional[Path], typer.Option(help="Same for the test split (labels optional).")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="Text file with one class name per line, in label order.")] = None,
     cache: CacheOpt = None,
+    text: Annotated[Optional[Path], typer.Option(help="Instead of image features: class-name embeddings, .npz with classes [K], embeddings [K, D] or [K, T, D], optional templates [T] and logit_scale.")] = None,
 ) -> None:
     """Bring features extracted elsewhere into the store, so the probes can use them."""
     from featstore.importer import import_arrays
 
+    if text is not None:
+        from featstore.text_import import import_text
+
+        out.print(f"imported text set {name} -> {import_text(name, text, cache=cache)}", highlight=False)
+        return
+    if train is None:
+        raise typer.BadParameter("give --train (image features) or --text (class-name embeddings)")
+
     names = [line.strip() for line in classes.read_text().splitlines() if line.strip()] if classes else None
     folder = import_arrays(name, {"train": train, "val": val, "test": test}, cache=cache, classes=names)
     out.print(f"imported {name} -> {folder}", highlight=False)
+
+
+@featstore_app.command()
+@boundary
+def text(
+    model: ModelOpt,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder: its classes, in the dataset's order (WordNet-id folders become readable names).")] = None,
+    classes: Annotated[Optional[Path], typer.Option(help="Instead of --data: one class per line, or FOLDER,NAME lines.")] = None,
+    names: Annotated[Optional[Path], typer.Option(help="Override the readable names: FOLDER,NAME lines, or one name per class in class order.")] = None,
+    templates: Annotated[str, typer.Option(help="openai (OpenAI's 80 ImageNet prompts, as shipped by open_clip), simple, or a file with one template per line holding {}.")] = "openai",
+    cache: CacheOpt = None,
+    weights: WeightsOpt = None,
+    random_weights: RandomWeightsOpt = False,
+    device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N. Always fp32.")] = "auto",
+) -> None:
+    """Embed each class name with the model's own tokenizer and text tower over prompt templates; stored as a text set."""
+    from featstore.text import embed_class_names
+
+    with err.status(f"embedding class names with {model} ..."):
+        ts = embed_class_names(model=model, data=data, classes_file=classes, names_file=names, templates=templates,
+                               cache=cache, weights=weights, random_weights=random_weights, device=device)
+    eg = ", ".join(f"{c} -> {n!r}" for c, n in list(zip(ts.classes, ts.names))[:3])
+    out.print(f"text set {ts.encoder}  key {ts.key}: {len(ts.classes)} classes x {len(ts.templates)} templates, "
+              f"dim {ts.embeddings.shape[-1]}, logit scale {ts.logit_scale:g}  ({ts.folder})", highlight=False)
+    out.print(f"names: {eg}{' ...' if len(ts.classes) > 3 else ''}", highlight=False)

@@ -1,0 +1,26 @@
+"""Label leakage: an encoder fine-tuned on ImageNet labels, probed on ImageNet classes (ImageNet-Sketch)."""
+
+from __future__ import annotations
+
+from featstore.classnames import imagenet_fraction
+from featstore.encoders import get_spec
+from featstore.errors import UnknownEncoderError
+
+_THRESHOLD = 0.5  # most classes are ImageNet's: a subset (MVA's 500 of ImageNet-Sketch) counts
+
+
+def label_leak_warning(encoder: str, classes: list[str]) -> str | None:
+    """A one-line warning when `encoder` saw ImageNet labels and the classes are ImageNet classes."""
+    try:
+        spec = get_spec(encoder)
+    except UnknownEncoderError:
+        return None  # an imported set: its provenance is unknown
+    if not spec.imagenet_labels:
+        return None
+    frac = imagenet_fraction(classes)
+    if frac < _THRESHOLD:
+        return None
+    which = "ImageNet-1k" if spec.imagenet_labels == "in1k" else "ImageNet-22k (a superset of ImageNet-1k)"
+    return (f"{encoder} was trained on {which} labels and {frac:.0%} of this dataset's {len(classes)} classes are "
+            "ImageNet-1k classes: its features have seen these labels (label leakage). Fine for a leaderboard; "
+            "not a 'frozen foundation encoder' result.")
