@@ -50,11 +50,14 @@ def fit(
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Head parameter NAME=VALUE, repeatable (e.g. -p C=0.1, -p hidden=1024, -p epochs=30).")] = None,
 ) -> None:
     """Train a head on cached features, select it on val, save a run (runs/<id>/)."""
+    from featstore.provenance import label_leak_warnings
     from probes.train import FitRequest, fit_run
 
     req = FitRequest(features=tuple(f.strip() for f in features.split(",") if f.strip()), head=head, sweep=sweep,
                      final=final, cv=cv, seed=seed, normalize=normalize, device=device, params=_parse_params(param or []),
                      memory_budget_gb=memory_gb)
+    for warning in label_leak_warnings(list(req.features), cache=cache):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     with err.status(f"fitting {head} on {features} ..."):
         res = fit_run(req, cache=cache, runs=runs)
     if res.table:

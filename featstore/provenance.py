@@ -24,3 +24,12 @@ def label_leak_warning(encoder: str, classes: list[str]) -> str | None:
     return (f"{encoder} was trained on {which} labels and {frac:.0%} of this dataset's {len(classes)} classes are "
             "ImageNet-1k classes: its features have seen these labels (label leakage). Fine for a leaderboard; "
             "not a 'frozen foundation encoder' result.")
+
+
+def label_leak_warnings(refs: list[str], *, cache=None) -> list[str]:
+    """The warnings for the feature sets that `probes fit --features` names (one per leaking encoder)."""
+    from featstore.store import open_feature_set
+
+    sets = [open_feature_set(r, cache=cache) for r in refs]
+    found = {s.encoder: label_leak_warning(s.encoder, s.classes) for s in sets}
+    return [w for w in found.values() if w]

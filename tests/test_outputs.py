@@ -16,6 +16,7 @@ from featstore.errors import ExtractionError, StoreError
 from featstore.extract import ExtractOptions, define_set, extract
 from featstore.images import decode_image
 from featstore.store import open_feature_set
+from featstore.store.catalog import set_name
 from corpus import draw_sketch
 
 OPTS = ExtractOptions(device="cpu", batch_size=2, workers=0)
@@ -146,3 +147,25 @@ def test_an_output_added_later_extends_the_store_without_touching_the_others(tmp
     assert third.splits[0].extracted == 0 and third.splits[0].reused == 2
     with pytest.raises(StoreError, match="no feature set"):
         open_feature_set(f"{name}@hflip", cache=cache)
+
+
+def test_cli_outputs_views_through_shards_and_merge(tmp_path: Path, tiny_clip: str) -> None:
+    """--shard workers fill every (output, view) set; merge assembles each; ls names them ENCODER:OUTPUT@VIEW."""
+    from typer.testing import CliRunner
+
+    from cli import featstore_app
+
+    runner = CliRunner()
+    root, cache = _data(tmp_path / "data", n=3), tmp_path / "cache"
+    common = ["--model", f"open_clip:{tiny_clip}", "--data", str(root), "--cache", str(cache), "--random-weights",
+              "--outputs", "embed,pre_proj", "--views", "orig,hflip"]
+    for i in range(2):
+        res = runner.invoke(featstore_app, ["extract", *common, "--device", "cpu", "--shard", f"{i}/2"])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(featstore_app, ["merge", *common])
+    assert res.exit_code == 0, res.output
+    for suffix in ("", ":pre_proj", "@hflip", ":pre_proj@hflip"):
+        fs = open_feature_set(f"open_clip:{tiny_clip}{suffix}", cache=cache)
+        assert fs.count("train") == 3 and set_name(fs) == f"open_clip:{tiny_clip}{suffix}"  # what `ls` shows
+    res = runner.invoke(featstore_app, ["extract", *common[:-4], "--device", "cpu", "--outputs", "cls"])
+    assert res.exit_code == 1 and "available: embed, pre_proj" in res.output

@@ -13,7 +13,7 @@ from open_clip import OPENAI_IMAGENET_TEMPLATES
 from open_clip.zero_shot_classifier import build_zero_shot_classifier
 from typer.testing import CliRunner
 
-from cli import featstore_app
+from cli import featstore_app, probes_app
 from featstore.classnames import readable_names
 from featstore.errors import FeatstoreError, StoreError
 from featstore.extract import ExtractOptions, extract
@@ -115,9 +115,16 @@ def test_label_leak_is_flagged_by_info(tmp_path: Path) -> None:
     assert "ImageNet-1k labels" in label_leak_warning("eva_giant_336", FOLDERS)
     assert label_leak_warning("clip_vit_l14", FOLDERS) is None  # contrastive only
     assert label_leak_warning("eva_giant_336", ["cat_sketch", "dog_sketch"]) is None  # not ImageNet classes
-    root, cache = _data(tmp_path / "d"), tmp_path / "cache"
+    root, cache = tmp_path / "d", tmp_path / "cache"
+    for split, n in (("train", 2), ("val", 1)):
+        for k, c in enumerate(FOLDERS):
+            (root / split / c).mkdir(parents=True)
+            for j in range(n):
+                draw_sketch((40, 40), 10 * k + j + 5 * n).save(root / split / c / f"{j}.png")
     model = "timm:resnet18.a1_in1k"
     extract(model=model, data=root, cache=cache, random_weights=True,
-            options=ExtractOptions(device="cpu", batch_size=4, workers=0))
+            options=ExtractOptions(device="cpu", batch_size=16, workers=0))
     res = runner.invoke(featstore_app, ["info", model, "--cache", str(cache)])
     assert res.exit_code == 0 and "label leakage" in res.output
+    res = runner.invoke(probes_app, ["fit", "--features", model, "--cache", str(cache), "--runs", str(tmp_path / "r")])
+    assert res.exit_code == 0 and "label leakage" in res.output, res.output
