@@ -16,7 +16,7 @@ from featstore.errors import ExtractionError, StoreError
 from featstore.extract import ExtractOptions, define_set, extract
 from featstore.images import decode_image
 from featstore.store import open_feature_set
-from featstore.store.catalog import set_name
+from featstore.store.catalog import set_name, view_sets
 from corpus import draw_sketch
 
 OPTS = ExtractOptions(device="cpu", batch_size=2, workers=0)
@@ -167,5 +167,7 @@ def test_cli_outputs_views_through_shards_and_merge(tmp_path: Path, tiny_clip: s
     for suffix in ("", ":pre_proj", "@hflip", ":pre_proj@hflip"):
         fs = open_feature_set(f"open_clip:{tiny_clip}{suffix}", cache=cache)
         assert fs.count("train") == 3 and set_name(fs) == f"open_clip:{tiny_clip}{suffix}"  # what `ls` shows
+    views = view_sets(open_feature_set(f"open_clip:{tiny_clip}:pre_proj", cache=cache), cache=cache)
+    assert sorted(views) == ["hflip", "orig"] and set_name(views["hflip"]) == f"open_clip:{tiny_clip}:pre_proj@hflip"
     res = runner.invoke(featstore_app, ["extract", *common[:-4], "--device", "cpu", "--outputs", "cls"])
     assert res.exit_code == 1 and "available: embed, pre_proj" in res.output

@@ -59,3 +59,16 @@ def _named(fs: FeatureSet, ref: str) -> bool:
         return "output" not in fields
     encoder, _, output = base.rpartition(":")
     return fs.encoder == encoder and fs.manifest.get("output") == output
+
+
+def view_sets(fs: FeatureSet, *, cache: Path | None = None) -> dict[str, FeatureSet]:
+    """{view: set} of the stored views of `fs` (same encoder, weights, output, precision, dataset).
+
+    For test-time averaging and view-augmented training: rows of each set align by id.
+    """
+    def same(fields: dict) -> dict:
+        return {k: v for k, v in fields.items() if k != "view"}
+
+    base = same(fs.manifest["key_fields"])
+    sets = list_feature_sets(cache or fs.folder.parent.parent)
+    return {s.manifest["key_fields"].get("view", "orig"): s for s in sets if same(s.manifest["key_fields"]) == base}
