@@ -201,7 +201,8 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
     sets = define_sets(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
                        splits=splits, name=name, precision=rt.precision, outputs=outputs, views=views)
     fs = sets[0]
-    job = _Job(fs.spec, rt, options, wpath, random_weights, progress or _Silent(), sets=[(s.output, s.view) for s in sets])
+    job = _Job(fs.spec, rt, options, wpath, random_weights, progress or _Silent(),
+               sets=[(s.output, s.view) for s in sets])
     with process_group(rank, rt.device):
         report = _extract_slice(sets, job, rank)
         if not rank.torchrun:
@@ -210,7 +211,8 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
         reports = gather_to_lead(rank, report)
         if rank.lead:
             note = {"ranks": rank.count, "device": str(rt.device)}
-            report = _combine(reports, merge=[_merge(s, wait=True, note=note) for s in sets][0])
+            merged = [_merge(s, wait=True, note=note) for s in sets]  # same images: the first report speaks for all
+            report = _combine(reports, merge=merged[0])
         return report
 
 
@@ -263,7 +265,8 @@ def merge(*, model: str, data: str | Path, cache: str | Path | None = None, weig
     wpath = Path(weights) if weights else None
     sets = define_sets(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
                        splits=splits, name=name, precision="fp32", outputs=outputs, views=views)
-    return [_merge(_locate(s, precision), wait=wait, note={"merged": True}) for s in sets][0]
+    merged = [_merge(_locate(s, precision), wait=wait, note={"merged": True}) for s in sets]
+    return merged[0]  # every set holds the same images: the first report speaks for all
 
 
 def _locate(fs: SetDefinition, precision: str) -> SetDefinition:

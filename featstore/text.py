@@ -73,12 +73,15 @@ def embed_class_names(*, model: str, data: Path | None = None, classes_file: Pat
                              "or open_clip:<arch>:<tag>")
     classes, names = class_list(data=data, classes_file=classes_file, names_file=names_file)
     temps = template_set(templates)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
     backend = backend_for(spec)
     clip = backend.build_clip(spec, weights=weights, random_weights=random_weights).to(dev)
     emb = encode_texts(clip, backend.tokenizer(spec), names, temps, dev)
-    fields = {"encoder": spec.key_fields(), "weights": weights_identity(spec, weights=weights, random_weights=random_weights),
-              "classes": classes, "names": names, "templates": temps, "precision": "fp32"}
+    wid = weights_identity(spec, weights=weights, random_weights=random_weights)
+    fields = {"encoder": spec.key_fields(), "weights": wid, "classes": classes, "names": names, "templates": temps,
+              "precision": "fp32"}
     folder = write_text_set(cache, encoder=spec.name, key_fields=fields, classes=classes, templates=temps,
                             embeddings=emb, logit_scale=float(clip.logit_scale.exp()), names=names)
     return read_text_set(folder)

@@ -43,7 +43,8 @@ def timm_spec(
         std=tuple(cfg["std"]), pooling=str(getattr(model, "global_pool", "") or "default"),
         model_kwargs=tuple(sorted(kwargs.items())), weights_hint=f"timm hub {hub}", note=note,
         outputs=timm_outputs(model), imagenet_labels=labels,
-        trained_on=trained_on or f"timm tag {tag or '(none)'}" + (f"; trained on ImageNet-{labels[2:]} labels" if labels else ""),
+        trained_on=trained_on or f"timm tag {tag or '(none)'}"
+        + (f"; trained on ImageNet-{labels[2:]} labels" if labels else ""),
     )
 
 
