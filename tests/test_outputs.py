@@ -171,3 +171,25 @@ def test_cli_outputs_views_through_shards_and_merge(tmp_path: Path, tiny_clip: s
     assert sorted(views) == ["hflip", "orig"] and set_name(views["hflip"]) == f"open_clip:{tiny_clip}:pre_proj@hflip"
     res = runner.invoke(featstore_app, ["extract", *common[:-4], "--device", "cpu", "--outputs", "cls"])
     assert res.exit_code == 1 and "available: embed, pre_proj" in res.output
+
+
+@pytest.mark.parametrize("proj", [None, "linear"])  # None: EVA-CLIP's configs (the trunk's classifier projects)
+def test_open_clip_timm_tower_pre_and_post_projection(tmp_path: Path, proj: str | None) -> None:
+    arch = f"TinyTimmClip-{proj}"
+    cfg = {"embed_dim": 24, "vision_cfg": {"image_size": 224, "timm_model_name": "vit_tiny_patch16_224",
+                                           "timm_model_pretrained": False, "timm_pool": "token", "timm_proj": proj},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    (tmp_path / f"{arch}.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(tmp_path / f"{arch}.json")
+    name = f"open_clip:{arch}"
+    assert get_spec(name).output_dims() == {"embed": 24, "pre_proj": 192}
+    model, _ = create_encoder(name, random_weights=True, outputs=("embed", "pre_proj"))
+    torch.manual_seed(0)
+    ref = open_clip.create_model(arch, pretrained=None).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        got = model(x)
+        trunk = ref.visual.trunk
+        pre = trunk.forward_head(trunk.forward_features(x), pre_logits=True)  # timm's pooled, pre-classifier token
+        torch.testing.assert_close(got["embed"], ref.encode_image(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got["pre_proj"], pre, rtol=1e-4, atol=1e-5)

@@ -61,6 +61,8 @@ def openclip_outputs(model_cfg: dict) -> tuple[tuple[str, int], ...]:
     outputs = [("embed", int(model_cfg["embed_dim"]))]
     vision = model_cfg["vision_cfg"]
     if "timm_model_name" in vision:
+        if vision.get("timm_proj", "linear") == "none" or vision.get("timm_pool") in ("abs_attn", "rot_attn"):
+            return tuple(outputs)  # no projection to split off, or one fused with attention pooling
         import timm
 
         with torch.device("meta"):
@@ -74,15 +76,20 @@ def openclip_outputs(model_cfg: dict) -> tuple[tuple[str, int], ...]:
 class OpenClipOutputs(torch.nn.Module):
     """open_clip's visual tower split at its projection: pre_proj = pooled token, embed = its projection.
 
-    open_clip's VisionTransformer applies `pooled @ proj` last; a timm tower applies `head` to the trunk's
-    pooled output. Detaching the projection once keeps a single pass for both.
+    open_clip's VisionTransformer applies `pooled @ proj` last; a timm tower (TimmModel) applies its
+    `head` (timm_proj linear / mlp) to the trunk's output, or, with timm_proj None (the EVA-CLIP
+    configs), uses the trunk's own classifier as the projection. Detaching the projection once keeps a
+    single pass for both.
     """
 
     def __init__(self, visual: torch.nn.Module, names: tuple[str, ...]) -> None:
         super().__init__()
         self.names = names
-        if hasattr(visual, "trunk") and hasattr(visual, "head"):  # open_clip TimmModel tower
+        if hasattr(visual, "trunk") and len(getattr(visual, "head", ())) > 0:  # TimmModel, own projection head
             self.body, self.proj = visual.trunk, visual.head
+        elif hasattr(visual, "trunk"):  # TimmModel whose trunk classifier is the projection
+            self.body = _PreLogits(visual.trunk)
+            self.proj = torch.nn.Sequential(visual.trunk.get_classifier(), visual.head)
         elif isinstance(getattr(visual, "proj", None), torch.nn.Parameter):
             proj = visual.proj
             visual.proj = None  # the tower now returns the pooled token
@@ -98,6 +105,15 @@ class OpenClipOutputs(torch.nn.Module):
         if "embed" in self.names:
             out["embed"] = self.proj(pre)
         return out
+
+
+class _PreLogits(torch.nn.Module):
+    def __init__(self, trunk: torch.nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk.forward_head(self.trunk.forward_features(x), pre_logits=True)
 
 
 class _MatMul(torch.nn.Module):
