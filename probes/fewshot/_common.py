@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -58,21 +59,17 @@ def check_text_labels(y: np.ndarray, n_classes: int, n_features: int, dim: int) 
     return y
 
 
-def fit_temperature(logits: np.ndarray, y: np.ndarray, *, iters: int = 50) -> float:
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     """The scalar t minimising the NLL of softmax(logits / t): calibrates, never changes the argmax."""
-    z = torch.as_tensor(logits, dtype=torch.float64)
-    yt = torch.as_tensor(y, dtype=torch.long)
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=iters, line_search_fn="strong_wolfe")
+    z = np.asarray(logits, dtype=np.float64)
+    rows = np.arange(len(y))
 
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), yt)
-        loss.backward()
-        return loss
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        s = s - s.max(1, keepdims=True)
+        return float(np.mean(np.log(np.exp(s).sum(1)) - s[rows, y]))
 
-    opt.step(closure)
-    return float(log_t.detach().exp().clamp(1e-3, 1e3))
+    return float(np.exp(minimize_scalar(nll, bounds=(-7.0, 7.0), method="bounded").x))
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -22,26 +22,29 @@ class ZSLogisticHead(FewShotHead):
 
     Parameters
     ----------
-    lam : float or sequence, default (0.01, 0.03, 0.1, 0.3, 1, 3, 10) (> 0)
+    lam : float or sequence, default (0.01, 0.03, 0.1, 0.3, 1) (> 0)
     logit_scale : float or None, default None (> 0)
-    n_folds : int, default 4 (>= 2); max_iter : int, default 200; seed : int, default 0
+    n_folds : int, default 3 (>= 2); max_iter : int, default 200; cv_max_iter : int, default 50
+        (L-BFGS iterations per fit inside CV, warm-started along the grid); seed : int, default 0
 
     Fitted: `classes_`, `coef_` [K, D], `intercept_` [K], `lam_` (float or [K]), `logit_scale_`, `selection_`.
     """
 
     needs_text = True
 
-    def __init__(self, *, lam: float | Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
-                 logit_scale: float | None = None, n_folds: int = 4, max_iter: int = 200, seed: int = 0) -> None:
+    def __init__(self, *, lam: float | Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0),
+                 logit_scale: float | None = None, n_folds: int = 3, max_iter: int = 200, cv_max_iter: int = 50,
+                 seed: int = 0) -> None:
         self.lam = lam
         self.logit_scale = logit_scale
         self.n_folds = n_folds
         self.max_iter = max_iter
+        self.cv_max_iter = cv_max_iter
         self.seed = seed
 
     def _validate_params_(self) -> None:
         lams = np.atleast_1d(self.lam)
-        if len(lams) == 0 or not lams.min() > 0 or self.n_folds < 2 or self.max_iter < 1:
+        if len(lams) == 0 or not lams.min() > 0 or self.n_folds < 2 or min(self.max_iter, self.cv_max_iter) < 1:
             raise ValueError(f"need lam > 0 (or a non-empty grid), n_folds >= 2, max_iter >= 1; got "
                              f"{self.lam}, {self.n_folds}, {self.max_iter}")
 
@@ -49,19 +52,23 @@ class ZSLogisticHead(FewShotHead):
         p = text_problem(X, y, text, self.logit_scale)
         k = len(p.t)
 
-        def solve(lam: Any, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return fit_anchored_softmax(p.x[idx], p.y[idx], k, scale=p.scale, lam=lam, anchor=p.t, init=p.t,
-                                        max_iter=self.max_iter)
+        def solve(lam: Any, idx: np.ndarray, init: np.ndarray, tol: float = 1e-7,
+                  max_iter: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            return fit_anchored_softmax(p.x[idx], p.y[idx], k, scale=p.scale, lam=lam, anchor=p.t, init=init,
+                                        max_iter=max_iter or self.max_iter, tol=tol)
 
-        def score(lam: float, tr: np.ndarray, te: np.ndarray) -> float:
-            w, b = solve(lam, tr)
-            return float(((p.x[te] @ w.T * p.scale + b).argmax(1) == p.y[te]).mean())
+        def score_path(grid: list[float], tr: np.ndarray, te: np.ndarray) -> list[float]:
+            accs, w = [], p.t
+            for lam in grid:  # strongest pull to the text first, each fit warm-started from the previous one
+                w, b = solve(lam, tr, w, tol=1e-5, max_iter=self.cv_max_iter)
+                accs.append(float(((p.x[te] @ w.T * p.scale + b).argmax(1) == p.y[te]).mean()))
+            return accs
 
-        lam, how = select_by_cv([float(v) for v in np.atleast_1d(self.lam)], score, p.y, n_folds=self.n_folds,
-                                seed=self.seed, default=None)
+        grid = sorted((float(v) for v in np.atleast_1d(self.lam)), reverse=True)
+        lam, how = select_by_cv(grid, score_path, p.y, n_folds=self.n_folds, seed=self.seed, default=None)
         if lam is None:
             lam, how = clap_multipliers(p), "rule (k too small for cv: CLAP's class-adaptive lambda)"
-        self.coef_, self.intercept_ = solve(lam, np.arange(len(p.y)))
+        self.coef_, self.intercept_ = solve(lam, np.arange(len(p.y)), p.t)
         self.lam_, self.logit_scale_, self.selection_ = lam, p.scale, how
         self.classes_ = np.arange(k)
 
