@@ -1,12 +1,14 @@
 """Benchmark: the few-shot protocol on CLIP-like features with known answers, on digits, and k-NN at 20k x 1408.
 
-Usage: python bench/fewshot.py [--seeds 5] [--shots 1,2,4,8,16] [--parts synthetic,digits,knn] [--out bench/out/fewshot]
+Usage: python bench/fewshot.py [--seeds 5] [--shots 1,2,4,8,16] [--parts synthetic,digits,knn,knn1m] [--rows N]
+                               [--out bench/out/fewshot]
 
 synthetic: bench/make_fewshot_features.py (100 classes, dim 512, 100 train / 50 val images per
   class), every head; also the full-data logistic (all 100 train images per class).
 digits: scikit-learn's digits (64 pixel features) split half/half per class; knn, prototype, logistic.
 knn: ../shared/bench/make_probe_features.py (20,000 x 1408, 500 classes); KNNHead with k and T chosen
   on val, timed as a whole (fit + selection + predict), next to the repo's logistic head.
+knn1m (only when asked): KNNHead on --rows (default 1M) x 256 synthetic rows, blocked top-k, time and peak RSS.
 Prints markdown tables; writes OUT/<part>.json and OUT/<part>.png.
 """
 
@@ -76,7 +78,7 @@ def digits(args: argparse.Namespace) -> None:
 
 
 def knn_large(args: argparse.Namespace) -> None:
-    maker = _load(REPO.parent / "shared" / "bench" / "make_probe_features.py", "make_probe_features")
+    maker = _load(args.probe_maker, "make_probe_features")
     (xt, yt), (xv, yv) = maker.make()
     t0 = time.perf_counter()
     head = KNNHead().fit(xt, yt, val=(xv, yv))
@@ -93,6 +95,26 @@ def knn_large(args: argparse.Namespace) -> None:
           f"in {time.perf_counter() - t0:.1f} s")
 
 
+def knn_million(args: argparse.Namespace) -> None:
+    """Blocked top-k at 1M train rows: time and peak memory of fit + 2,000 queries (k, T fixed)."""
+    import resource
+
+    rng = np.random.default_rng(0)
+    n, d, c = args.rows, 256, 1000
+    mu = rng.standard_normal((c, d)).astype(np.float32)
+    y = rng.integers(0, c, n)
+    x = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 100_000):  # drawn in slices: no float64 [n, d] temporary
+        x[s:s + 100_000] = mu[y[s:s + 100_000]] + 2 * rng.standard_normal((min(100_000, n - s), d), dtype=np.float32)
+    yq = rng.integers(0, c, 2000)
+    q = mu[yq] + 2 * rng.standard_normal((2000, d), dtype=np.float32)
+    t0 = time.perf_counter()
+    head = KNNHead(k=20, temperature=0.07).fit(x, y)
+    acc = float(head.score(q, yq))
+    print(f"\n### k-NN at {n:,} x {d} train rows, 2,000 queries: {time.perf_counter() - t0:.1f} s, top-1 {100 * acc:.1f}%, "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
+
+
 def _report(name: str, res: FewShotResult, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     res.write_json(out / f"{name}.json")
@@ -107,10 +129,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--shots", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 8, 16])
     ap.add_argument("--parts", default="synthetic,digits,knn")
+    ap.add_argument("--probe-maker", type=Path, default=REPO.parent / "shared" / "bench" / "make_probe_features.py",
+                    help="the shared 20k x 1408 recipe (knn part)")
+    ap.add_argument("--rows", type=int, default=1_000_000, help="train rows of the knn1m part")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "fewshot")
     args = ap.parse_args()
     for part in args.parts.split(","):
-        {"synthetic": synthetic, "digits": digits, "knn": knn_large}[part](args)
+        {"synthetic": synthetic, "digits": digits, "knn": knn_large, "knn1m": knn_million}[part](args)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 
 
 def make(*, seed: int = 0, n_classes: int = 100, n_super: int = 20, dim: int = 512, n_train: int = 100, n_val: int = 50,
-         n_templates: int = 4, sub: float = 0.55, noise: float = 3.7, text_noise: float = 0.9, offset: float = 1.0,
+         n_templates: int = 4, sub: float = 0.55, noise: float = 4.3, text_noise: float = 0.75, offset: float = 1.0,
          spectrum: float = 0.7) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((dim, dim)))

@@ -35,7 +35,7 @@ class TipAdapterHead(FewShotHead):
     Parameters
     ----------
     finetune : bool, default True (Tip-Adapter-F; False is the training-free Tip-Adapter)
-    alpha : float or sequence, default (0.1, 0.3, 1, 3, 10) (>= 0)
+    alpha : float or sequence, default (0.3, 1, 3, 10, 30, 100) (>= 0)
     beta : float or sequence, default (1, 3, 5.5, 8, 12) (> 0)
     epochs : int, default 20; lr : float, default 1e-3; logit_scale : float or None, default None
     seed : int, default 0
@@ -45,7 +45,7 @@ class TipAdapterHead(FewShotHead):
 
     needs_text = True
 
-    def __init__(self, *, finetune: bool = True, alpha: float | Sequence[float] = (0.1, 0.3, 1.0, 3.0, 10.0),
+    def __init__(self, *, finetune: bool = True, alpha: float | Sequence[float] = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
                  beta: float | Sequence[float] = (1.0, 3.0, 5.5, 8.0, 12.0), epochs: int = 20, lr: float = 1e-3,
                  logit_scale: float | None = None, seed: int = 0) -> None:
         self.finetune = finetune

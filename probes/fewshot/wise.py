@@ -25,7 +25,8 @@ class WiseHead(FewShotHead):
     ----------
     alpha : float or sequence, default (0, 0.1, 0.2, ..., 1.0) (each in [0, 1])
     lam : float, default 1e-4 (>= 0); the fine-tuned head's L2 penalty.
-    logit_scale : float or None, default None; n_folds : int, default 4; max_iter : int, default 200; seed : int, default 0
+    logit_scale : float or None, default None; n_folds : int, default 3; max_iter : int, default 200;
+    cv_max_iter : int, default 50 (L-BFGS iterations per fit inside CV); seed : int, default 0
 
     Fitted: `classes_`, `coef_` [K, D] (the blend), `intercept_`, `alpha_`, `logit_scale_`, `selection_`.
     """
@@ -33,18 +34,20 @@ class WiseHead(FewShotHead):
     needs_text = True
 
     def __init__(self, *, alpha: float | Sequence[float] = tuple(np.round(np.linspace(0, 1, 11), 2)),
-                 lam: float = 1e-4, logit_scale: float | None = None, n_folds: int = 4, max_iter: int = 200,
-                 seed: int = 0) -> None:
+                 lam: float = 1e-4, logit_scale: float | None = None, n_folds: int = 3, max_iter: int = 200,
+                 cv_max_iter: int = 50, seed: int = 0) -> None:
         self.alpha = alpha
         self.lam = lam
         self.logit_scale = logit_scale
         self.n_folds = n_folds
         self.max_iter = max_iter
+        self.cv_max_iter = cv_max_iter
         self.seed = seed
 
     def _validate_params_(self) -> None:
         a = np.atleast_1d(self.alpha)
-        if len(a) == 0 or a.min() < 0 or a.max() > 1 or self.lam < 0 or self.n_folds < 2 or self.max_iter < 1:
+        if (len(a) == 0 or a.min() < 0 or a.max() > 1 or self.lam < 0 or self.n_folds < 2
+                or min(self.max_iter, self.cv_max_iter) < 1):
             raise ValueError(f"need alpha in [0, 1] (non-empty), lam >= 0, n_folds >= 2, max_iter >= 1; got "
                              f"{self.alpha}, {self.lam}, {self.n_folds}, {self.max_iter}")
 
@@ -52,9 +55,9 @@ class WiseHead(FewShotHead):
         p = text_problem(X, y, text, self.logit_scale)
         k, grid = len(p.t), [float(a) for a in np.atleast_1d(self.alpha)]
 
-        def probe(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def probe(idx: np.ndarray, max_iter: int, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
             return fit_anchored_softmax(p.x[idx], p.y[idx], k, scale=p.scale, lam=self.lam, init=p.t,
-                                        max_iter=self.max_iter)
+                                        max_iter=max_iter, tol=tol)
 
         folds = cv_folds(p.y, n_folds=self.n_folds, seed=self.seed) if len(grid) > 1 else None
         if len(grid) == 1:
@@ -64,12 +67,12 @@ class WiseHead(FewShotHead):
         else:
             acc = np.zeros(len(grid))
             for tr, te in folds:
-                w, b = probe(tr)
+                w, b = probe(tr, min(self.max_iter, self.cv_max_iter), tol=1e-5)
                 for j, a in enumerate(grid):
                     z = p.x[te] @ ((1 - a) * p.t + a * w).T * p.scale + a * b
                     acc[j] += (z.argmax(1) == p.y[te]).mean()
             alpha, how = grid[int(np.argmax(acc))], f"cv({len(folds)} folds)"
-        w, b = probe(np.arange(len(p.y)))
+        w, b = probe(np.arange(len(p.y)), self.max_iter)
         self.coef_, self.intercept_ = (1 - alpha) * p.t + alpha * w, alpha * b
         self.alpha_, self.logit_scale_, self.selection_ = alpha, p.scale, how
         self.classes_ = np.arange(k)
