@@ -7,7 +7,7 @@ import torch
 
 
 def blocked_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, *, query_block: int = 2048,
-                 key_block: int = 131072, self_index: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 key_block: int = 32768, self_index: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k inner products of each query row with the key rows: (sims [Q, k] descending, indices [Q, k]).
 
     Memory stays at query_block x key_block floats whatever N: each key block's top-k is merged
