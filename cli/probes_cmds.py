@@ -152,3 +152,7 @@ def submit(
 
     path, n = submission_for(run_id, ensemble=ensemble, out=out_path, fmt=fmt, sample=sample, runs=runs, cache=cache)
     out.print(f"wrote {path} ({n:,} rows, format {fmt})", highlight=False)
+
+
+from cli.fewshot_cmds import register_fewshot  # noqa: E402  (the few-shot protocol, issue 11)
+register_fewshot(probes_app)

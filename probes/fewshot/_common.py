@@ -1,0 +1,107 @@
+"""What the few-shot heads share: input checks, L2 rows, text prototypes, a calibrated temperature, the head base."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+
+def l2rows(x: np.ndarray | torch.Tensor) -> Any:
+    """Rows scaled to unit norm (zero rows stay zero): CLIP features are compared by cosine."""
+    if isinstance(x, torch.Tensor):
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [N, D] and int labels [N], or a ValueError that says what came."""
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y)
+    if X.ndim != 2 or len(X) == 0:
+        raise ValueError(f"X must be a non-empty 2-D array [n_samples, n_features]; got shape {X.shape}")
+    if y.shape != (len(X),):
+        raise ValueError(f"y must have shape ({len(X)},); got {y.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X holds NaN or infinite values")
+    return X, y
+
+
+def text_prototypes(text: Any) -> tuple[np.ndarray, float | None]:
+    """A TextSet (`.embeddings`, `.logit_scale`) or an array [K, D] / [K, T, D] -> unit prototypes [K, D], scale.
+
+    Templates are averaged after normalising each one, then the mean is normalised again: the
+    recipe of CLIP's notebook and open_clip's `build_zero_shot_classifier`.
+    """
+    if text is None:
+        raise ValueError("this head needs class-name text embeddings: fit(X, y, text=TEXTSET or array [K, D] / [K, T, D])")
+    emb = getattr(text, "embeddings", text)
+    scale = getattr(text, "logit_scale", None)
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim == 2:
+        emb = emb[:, None, :]
+    if emb.ndim != 3 or emb.shape[0] < 2:
+        raise ValueError(f"text embeddings must be [K, D] or [K, T, D] with K >= 2 classes; got shape {emb.shape}")
+    return l2rows(l2rows(emb).mean(axis=1)).astype(np.float32), (float(scale) if scale is not None else None)
+
+
+def check_text_labels(y: np.ndarray, n_classes: int, n_features: int, dim: int) -> np.ndarray:
+    """Labels must index the text classes (0..K-1, the store's sorted order) and dims must agree."""
+    if dim != n_features:
+        raise ValueError(f"text embeddings have dim {dim} but X has {n_features} features; use the same CLIP model")
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1} (one per text class); got {y.min()}..{y.max()}")
+    return y
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The scalar t minimising the NLL of softmax(logits / t): calibrates, never changes the argmax."""
+    z = np.asarray(logits, dtype=np.float64)
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        s = z / np.exp(log_t)
+        s = s - s.max(1, keepdims=True)
+        return float(np.mean(np.log(np.exp(s).sum(1)) - s[rows, y]))
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-7.0, 7.0), method="bounded").x))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class FewShotHead(ClassifierMixin, BaseEstimator):
+    """Base: subclasses define `_fit(X, y, text)` and `decision_function(X)`; probabilities are softmax of it."""
+
+    needs_text = False
+
+    def fit(self, X: Any, y: Any, *, text: Any = None) -> "FewShotHead":
+        X, y = check_xy(X, y)
+        self._validate_params_()
+        self._fit(X, y, text)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _validate_params_(self) -> None:
+        """Subclasses check their parameters here, before any fitted state exists."""
+
+    def _check_X(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "n_features_in_")
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must have shape [n, {self.n_features_in_}]; got {X.shape}")
+        return X
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return softmax(self.decision_function(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
