@@ -20,6 +20,7 @@ from featstore.errors import ExtractionError, ImageDecodeError, NonFiniteError, 
 from featstore.images import read_bytes, sha1_bytes
 from featstore.loader import ImageWork, default_workers, make_loader
 from featstore.runtime import Runtime, bad_rows, encode_batch, prepare_model, resolve_runtime
+from featstore.signals import terminate_as_interrupt
 from featstore.store import FeatureSetWriter, SplitIndex, default_cache, encoder_dirname, feature_key, now_iso
 from featstore.store.keys import MANIFEST
 from featstore.store.shards import shard_files
@@ -49,6 +50,7 @@ class ExtractOptions:
     batch_size: int = 64
     workers: int | None = None
     shard_rows: int = 4096
+    flush_s: float = 60.0  # publish the shard in progress at least this often: a kill loses at most this much work
     wait: bool = False
     compile: bool = False
 
@@ -102,6 +104,7 @@ class ExtractReport:
     rank: Rank = Rank()
     precision: str = ""
     merge: MergeReport | None = None  # torchrun rank 0: the merge after every rank finished
+    repairs: list[str] = field(default_factory=list)  # damage found on opening the set, and what was done
 
 
 def feature_set_fields(spec: EncoderSpec, *, weights: str, precision: str, views: int, dataset: str) -> dict[str, Any]:
@@ -164,7 +167,7 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
     fs = define_set(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
                     splits=splits, name=name, precision=rt.precision)
     job = _Job(fs.spec, rt, options, wpath, random_weights, progress or _Silent())
-    with process_group(rank, rt.device):
+    with terminate_as_interrupt(), process_group(rank, rt.device):
         report = _extract_slice(fs, job, rank)
         if not rank.torchrun:
             return report
@@ -183,8 +186,9 @@ def _extract_slice(fs: SetDefinition, job: _Job, rank: Rank) -> ExtractReport:
     if not fs.folder.exists():
         job.model()  # first run: missing weights fail before anything is created
     with FeatureSetWriter(fs.folder, key=fs.key, key_fields=fs.fields, header=fs.header,
-                          shard_rows=job.options.shard_rows, wait=job.options.wait, lock_name=rank.lock_name,
-                          publish=rank.alone) as writer:
+                          shard_rows=job.options.shard_rows, flush_s=job.options.flush_s, wait=job.options.wait,
+                          lock_name=rank.lock_name, publish=rank.alone) as writer:
+        report.repairs = writer.repairs
         for split, items in fs.dataset.splits.items():
             rep, failures = job.run_split(writer, split, rank.take(items), rank=rank)
             report.splits.append(rep)
