@@ -141,8 +141,11 @@ def render_extract_report(report: Any) -> None:
                       f"{r.seconds:.1f}", f"{r.rate:,.1f}" if r.extracted else "-")
     out.print(table)
     out.print(f"store: {report.folder}  ({human_bytes(report.store_bytes)})", highlight=False)
-    for note in getattr(report, "repairs", []):
+    for note in report.repairs:
         err.print(f"[yellow]repaired:[/] {note}", highlight=False, soft_wrap=True)
+    if report.hidden:
+        err.print(f"skipped {len(report.hidden)} hidden folders: {', '.join(report.hidden[:5])}"
+                  + (" ..." if len(report.hidden) > 5 else ""), highlight=False, soft_wrap=True)
     if report.failures:
         err.print(f"[yellow]{len(report.failures)} unreadable images skipped[/] (listed in the manifest):")
         for f in report.failures[:20]:

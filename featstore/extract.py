@@ -105,6 +105,7 @@ class ExtractReport:
     precision: str = ""
     merge: MergeReport | None = None  # torchrun rank 0: the merge after every rank finished
     repairs: list[str] = field(default_factory=list)  # damage found on opening the set, and what was done
+    hidden: tuple[str, ...] = ()  # hidden folders of the dataset that were skipped
 
 
 def feature_set_fields(spec: EncoderSpec, *, weights: str, precision: str, views: int, dataset: str) -> dict[str, Any]:
@@ -181,7 +182,7 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
 def _extract_slice(fs: SetDefinition, job: _Job, rank: Rank) -> ExtractReport:
     """This worker's share of every split into the store (all of it when alone)."""
     report = ExtractReport(encoder=fs.spec.name, key=fs.key, folder=fs.folder, rank=rank,
-                           precision=fs.fields["precision"])
+                           precision=fs.fields["precision"], hidden=fs.dataset.hidden)
     started = now_iso()
     if not fs.folder.exists():
         job.model()  # first run: missing weights fail before anything is created
@@ -388,6 +389,9 @@ def _plan(writer: FeatureSetWriter, split: str, items: list[ImageItem]):
     stats: dict[str, tuple[int, int]] = {}  # (size, mtime_ns): a tuple is ~170 B per image, a stat_result ~700 B
     failures: dict[str, str] = {}
     for item in items:
+        if item.problem:
+            failures[item.id] = item.problem
+            continue
         try:
             st = os.stat(item.path)
         except OSError as e:
