@@ -14,7 +14,7 @@ from filelock import FileLock, Timeout
 from featstore.datasets import scan_dataset
 from featstore.errors import FeatstoreError, ImageDecodeError, StoreError, StoreLockedError
 from featstore.images import read_bytes, sha1_bytes
-from featstore.store.keys import STORE_FORMAT, canonical_json, feature_key
+from featstore.store.keys import STORE_FORMAT, canonical_json, feature_key, index_name
 from featstore.store.manifest import SplitIndex, read_index, read_manifest, write_index, write_manifest
 from featstore.store.shards import CorruptShardError, ShardRows, check_shard, read_rows, shard_files
 from featstore.store.writer import now_iso, quarantine
@@ -76,27 +76,64 @@ def _check(folder: Path, *, images: bool) -> VerifyReport:
             report.problems.append(f"{split}: shard {name} is listed in the manifest but missing")
         if entry.get("index"):
             _check_index(folder, split, entry, stored.get(split, set()), m, report, images=images)
+        if entry.get("missing"):
+            report.notes.append(f"{split}: {entry['missing']} images have no vector yet (a killed worker, or rows "
+                                f"lost with a quarantined shard): run `{report.extract_cmd}` to compute them")
     return report
 
 
 def _check_shards(folder: Path, m: dict[str, Any] | None, key_json: str | None,
                   report: VerifyReport) -> dict[str, set[tuple[str, str]]]:
+    intact, bad = _read_shards(folder, key_json)
+    for b in bad:
+        (report.problems if b.fatal else report.notes).append(f"{b.split}: shard {b.name}: {b.reason}")
     stored: dict[str, set[tuple[str, str]]] = {}
-    dim = int(m["dim"]) if m else None
+    dims: dict[int, int] = {}
+    for split, shards in intact.items():
+        for _, rows, dim in shards:
+            stored.setdefault(split, set()).update(zip(rows.ids, rows.sha1))
+            dims[dim] = dims.get(dim, 0) + 1
+    if m is not None and dims and set(dims) != {int(m["dim"])}:
+        held = ", ".join(f"{d} ({n} shards)" for d, n in sorted(dims.items()))
+        report.problems.append(f"manifest says dim {m['dim']}, the shards hold vectors of dim {held}")
+    return stored
+
+
+@dataclass(frozen=True)
+class _Bad:
+    split: str
+    name: str
+    reason: str
+    fatal: bool = True
+
+
+def _read_shards(folder: Path, key_json: str | None) -> tuple[dict[str, list[tuple[str, ShardRows, int]]], list[_Bad]]:
+    """Every shard on disk read through its checksums: the usable ones per split, and the bad ones.
+
+    A shard written before checksums existed is usable, and listed as bad with fatal=False."""
+    out: dict[str, list[tuple[str, ShardRows, int]]] = {}
+    bad: list[_Bad] = []
     for split, names in shard_files(folder).items():
         for name in names:
             try:
-                rows = check_shard(folder / name, key_json=key_json, dim=dim)
+                rows, dim = check_shard(folder / name, key_json=key_json)
             except CorruptShardError as e:
-                (report.problems if e.fatal else report.notes).append(f"{split}: shard {name}: {e.reason}")
+                bad.append(_Bad(split, name, e.reason, e.fatal))
                 if e.fatal:
                     continue
-                rows = read_rows(folder / name, key_json=key_json)
-            except StoreError as e:
-                report.problems.append(f"{split}: {e}")
+                rows, dim = read_rows(folder / name, key_json=key_json), _dim(folder / name)
+            except StoreError as e:  # another feature set's shard
+                bad.append(_Bad(split, name, str(e).split(": ", 1)[-1]))
                 continue
-            stored.setdefault(split, set()).update(zip(rows.ids, rows.sha1))
-    return stored
+            out.setdefault(split, []).append((name, rows, dim))
+    return out, bad
+
+
+def _dim(path: Path) -> int:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return int(f["features"].shape[-1])
 
 
 def _check_index(folder: Path, split: str, entry: dict[str, Any], stored: set[tuple[str, str]], m: dict[str, Any],
@@ -146,47 +183,40 @@ def _check_images(split: str, index: SplitIndex, m: dict[str, Any], report: Veri
 def _repair(folder: Path) -> list[str]:
     """Quarantine what cannot be trusted; derive the manifest and the indexes again from the intact shards."""
     done: list[str] = []
-    intact: dict[str, list[tuple[str, ShardRows]]] = {}
-    header: dict[str, Any] | None = None
-    key_json = None
     try:
         m: dict[str, Any] | None = read_manifest(folder)
-        key_json = canonical_json(m["key_fields"])
+        key_json = canonical_json(m["key_fields"]) if m["key"] == folder.name else None
     except StoreError:
-        m = None
-    for split, names in shard_files(folder).items():
-        for name in names:
-            try:
-                rows = check_shard(folder / name, key_json=key_json, dim=int(m["dim"]) if m else None)
-            except CorruptShardError as e:
-                if e.fatal:
-                    done.append(f"quarantined {split} shard {name} -> {quarantine(folder, name)} ({e.reason})")
-                    continue
-                rows = read_rows(folder / name, key_json=key_json)
-            except StoreError as e:
-                done.append(f"quarantined {split} shard {name} -> {quarantine(folder, name)} ({e})")
-                continue
-            intact.setdefault(split, []).append((name, rows))
-            header = header or _shard_header(folder / name)
-    if m is None:
-        m = _manifest_from_shards(folder, header)
+        m, key_json = None, None
+    found, bad = _read_shards(folder, key_json)
+    for b in bad:
+        if b.fatal:
+            done.append(f"quarantined {b.split} shard {b.name} -> {quarantine(folder, b.name)} ({b.reason})")
+    intact = {split: [(n, rows) for n, rows, _ in shards] for split, shards in found.items()}
+    dims = {dim for shards in found.values() for _, _, dim in shards}
+    if m is None or m["key"] != folder.name:
+        first = next((folder / n for shards in intact.values() for n, _ in shards), None)
+        m = _manifest_from_shards(folder, _shard_header(first) if first else None)
         done.append("manifest rebuilt from the shards")
+    if len(dims) == 1 and int(m["dim"]) not in dims:
+        done.append(f"manifest dim {m['dim']} corrected to {next(iter(dims))}, the dim of every shard")
+        m["dim"] = next(iter(dims))
     for split in sorted(set(m["splits"]) | set(intact)):
         entry = m["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
         entry["shards"] = [n for n, _ in intact.get(split, [])]
         try:
-            index = read_index(folder, split, required=bool(entry.get("index")))
+            index = read_index(folder, split)  # absent: empty, rebuilt below
             lacking = _lacking(index, intact.get(split, []))
         except StoreError:
             index, lacking = None, 0
-        if index is None or lacking or not entry.get("index"):
+        if index is None or lacking or not len(index):
             index = _index_from_shards(intact.get(split, []))
             entry["index"] = write_index(folder, split, index)
             done.append(f"{split}: index rebuilt from the shards ({len(index)} images"
-                        + (f"; {lacking} lost with a quarantined shard: rerun featstore extract" if lacking else "")
-                        + ")")
-            if lacking:
-                entry["missing"] = lacking
+                        + (f"; {lacking} lost with a quarantined shard" if lacking else "") + ")")
+        entry["index"] = index_name(split)
+        if lacking:
+            entry["missing"] = lacking
         entry["count"] = len(index)
     m["updated"] = now_iso()
     m.setdefault("history", []).append({"repaired": now_iso(), "repairs": done})

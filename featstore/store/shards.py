@@ -64,12 +64,17 @@ def write_shard(folder: Path, split: str, *, ids: list[str], labels: np.ndarray,
         tmp.unlink(missing_ok=True)
 
 
-def remove_stale_temps(folder: Path, *, min_age_s: float = STALE_TEMP_S) -> list[Path]:
+def remove_stale_temps(folder: Path, *, min_age_s: float = STALE_TEMP_S, sole_writer: bool = False) -> list[Path]:
     """Delete temp shards of writers that were killed on this host (SIGKILL, OOM: their ``finally`` never
-    ran). Temps of live processes, of other hosts and younger than ``min_age_s`` are left alone."""
+    ran). Temps of live processes, of other hosts and younger than ``min_age_s`` are left alone, unless
+    the caller is the `sole_writer` (it holds the set's lock and no worker lock is held): then every temp is litter."""
     host, now, removed = socket.gethostname(), time.time(), []
     for path in folder.glob(".tmp@*.h5"):
         m = _TMP_RE.match(path.name)
+        if sole_writer and m:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+            continue
         if not m or m["host"] != host or _alive(int(m["pid"])):
             continue
         with contextlib.suppress(FileNotFoundError):  # another cleaner got there first
@@ -162,21 +167,20 @@ def read_features(path: Path, rows: np.ndarray | slice) -> np.ndarray:
         raise CorruptShardError(path, _why(e)) from e
 
 
-def check_shard(path: Path, *, key_json: str | None = None, dim: int | None = None) -> ShardRows:
-    """Read every byte of a shard through its checksums (what `featstore verify` does per shard)."""
+def check_shard(path: Path, *, key_json: str | None = None) -> tuple[ShardRows, int]:
+    """Read every byte of a shard through its checksums (what `featstore verify` does per shard): its rows and dim."""
     rows = read_rows(path, key_json=key_json)
     try:
         with h5py.File(path, "r") as f:
             ds = f["features"]
             for lo in range(0, ds.shape[0], 8 * _CHUNK_ROWS):
                 ds[lo:lo + 8 * _CHUNK_ROWS]
-            if dim is not None and ds.shape[-1] != dim:
-                raise CorruptShardError(path, f"vectors of dim {ds.shape[-1]}, the feature set's dim is {dim}")
+            dim = int(ds.shape[-1])
             if not ds.fletcher32:
                 raise CorruptShardError(path, "written without checksums (older featstore): cannot be verified", fatal=False)
     except (OSError, KeyError) as e:
         raise CorruptShardError(path, _why(e)) from e
-    return rows
+    return rows, dim
 
 
 def _why(e: Exception) -> str:

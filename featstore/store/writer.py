@@ -77,7 +77,8 @@ class FeatureSetWriter:
                 f"(lock {self._lock.lock_file}); wait for it to finish, or rerun with --wait") from None
         try:
             self.manifest = self._load_or_create()
-            remove_stale_temps(self.folder)  # litter of killed writers
+            sole = self.publish and not busy_worker_locks(self.folder)  # no other process can be writing here
+            remove_stale_temps(self.folder, sole_writer=sole)  # litter of killed writers
             if self.publish:
                 remove_own_temps(self.folder)  # manifest/index temps: only the main lock's holder writes them
             self._adopt_shards()
