@@ -27,8 +27,18 @@ out = Console(width=_WIDE)  # results
 err = Console(stderr=True, width=_WIDE)  # progress, messages
 DEBUG_VAR = "FEATSTORE_DEBUG"
 
+
+
+def folder_option(value: Optional[Path]) -> Optional[Path]:
+    """A folder option given a file: one line and exit 1 before anything runs (it may not exist yet)."""
+    if value is not None and value.exists() and not value.is_dir():
+        err.print(f"[bold red]error:[/] {value} is a file; a folder is expected here", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    return value
+
+
 # Options shared by several commands.
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Feature store root. Default: $FEATSTORE_CACHE or ./cache.", show_default=False)]
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="Feature store root. Default: $FEATSTORE_CACHE or ./cache.", show_default=False, callback=folder_option)]
 
 
 def boundary(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -45,6 +45,10 @@ def verify_set(folder: Path, *, images: bool = False, repair: bool = False) -> V
         lock.acquire(timeout=0)
     except Timeout:
         raise StoreLockedError(f"feature set {folder} is being written right now; verify it when that run ends") from None
+    except OSError:
+        if repair:
+            raise
+        return _check(folder, images=images)  # a read-only store can still be checked (nobody can be writing it)
     try:
         report = _check(folder, images=images)
         if repair and not report.sound:

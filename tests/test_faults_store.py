@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import featstore_app
-from corpus import draw_sketch, write_folder_dataset
+from corpus import write_folder_dataset
 from featstore.errors import StoreError
 from featstore.extract import ExtractOptions, extract
 from featstore.store import open_feature_set

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import h5py
 import numpy as np
 
 from featstore.errors import StoreError
+from featstore.store.files import h5_bytes, replace_atomically
 from featstore.store.keys import MANIFEST, STORE_FORMAT, index_name
 
 _STR = h5py.string_dtype("utf-8")
@@ -54,19 +53,7 @@ def strings(ds: h5py.Dataset) -> np.ndarray:
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """Atomic replace: readers see the old or the new manifest, never half of one."""
-    _atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomically(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
 
 def remove_own_temps(folder: Path) -> None:
@@ -97,15 +84,7 @@ class SplitIndex:
 
 def write_index(folder: Path, split: str, index: SplitIndex) -> str:
     name = index_name(split)
-    tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with h5py.File(tmp, "w") as f:
-            write_index_datasets(f, index)
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
-        os.replace(tmp, folder / name)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomically(folder / name, h5_bytes(lambda f: write_index_datasets(f, index)))
     return name
 
 

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from featstore.errors import StoreError
+from featstore.store.files import h5_bytes, write_new
 from featstore.store.keys import SHARD_RE, shard_name
 from featstore.store.manifest import strings
 
@@ -48,17 +49,18 @@ def write_shard(folder: Path, split: str, *, ids: list[str], labels: np.ndarray,
     if not (len(labels) == len(sha1) == features.shape[0] == n) or n == 0:
         raise StoreError(f"shard for {split}: inconsistent or empty rows ({n} ids, {features.shape[0]} vectors)")
     tmp = folder / f".tmp@{socket.gethostname()}@{os.getpid()}@{uuid.uuid4().hex[:8]}@{split}.h5"
+
+    def fill(f: h5py.File) -> None:
+        f.create_dataset("features", data=features.astype(np.float16, copy=False),
+                         chunks=(min(n, _CHUNK_ROWS), *features.shape[1:]), fletcher32=True)
+        f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=_STR)
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64), chunks=(n,), fletcher32=True)
+        f.create_dataset("sha1", data=np.asarray(sha1, dtype="S40"), chunks=(n,), fletcher32=True)
+        f.attrs.update({"key": key_json, "split": split, "rows": n, "complete": True,
+                        "ids_sha1": ids_digest(ids), "header": header_json})
+
     try:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("features", data=features.astype(np.float16, copy=False),
-                             chunks=(min(n, _CHUNK_ROWS), *features.shape[1:]), fletcher32=True)
-            f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=_STR)
-            f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64), chunks=(n,), fletcher32=True)
-            f.create_dataset("sha1", data=np.asarray(sha1, dtype="S40"), chunks=(n,), fletcher32=True)
-            f.attrs.update({"key": key_json, "split": split, "rows": n, "complete": True,
-                            "ids_sha1": ids_digest(ids), "header": header_json})
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
+        write_new(tmp, h5_bytes(fill))
         return _publish(tmp, folder, split)
     finally:
         tmp.unlink(missing_ok=True)
