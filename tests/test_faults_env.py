@@ -7,12 +7,14 @@ is not allowed."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cli import featstore_app, probes_app
@@ -48,6 +50,7 @@ def _cli_forked(*args: str, stderr: Path) -> int:
     if pid == 0:
         code = 1
         try:
+            torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork: a parallel op would hang
             sys.stderr = sys.stdout = open(stderr, "w")
             featstore_app(list(args))
         except SystemExit as e:
@@ -55,7 +58,17 @@ def _cli_forked(*args: str, stderr: Path) -> int:
         finally:
             sys.stderr.flush()
             os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    import time
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked CLI hung")
 
 
 def _litter(folder: Path) -> list[str]:

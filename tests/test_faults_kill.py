@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import shutil
 import signal
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from corpus import write_folder_dataset
 from featstore.extract import ExtractOptions, extract
@@ -47,6 +49,7 @@ def _child(args: list[str], report_fd: int) -> None:
     number handed so far; exit with the command's exit code."""
     from cli import featstore_app
 
+    torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork: a parallel op would hang
     original, handed = FeatureSetWriter.add, [0]
 
     def add(self, split, ids, *rest):
@@ -77,6 +80,10 @@ def _run_until(args: list[str], *, rows: int, sig: int, delay_s: float = 0.0) ->
     handed, buf = 0, b""
     with os.fdopen(r, "rb", buffering=0) as pipe:
         while handed < rows:
+            if not select.select([pipe], [], [], 120)[0]:  # a hung child fails the test instead of hanging it
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked extraction stopped reporting")
             chunk = pipe.read(64)
             if not chunk:
                 break
