@@ -215,3 +215,20 @@ def test_temps_are_kept_while_a_worker_lock_is_held(tmp_path: Path) -> None:
         assert busy_worker_locks(tmp_path)
         remove_stale_temps(tmp_path, sole_writer=False)
     assert sorted(p.name for p in tmp_path.glob(".tmp@*")) == sorted([names["other host"], names["fresh"]])
+
+
+def test_compact_command_folds_small_shards(tmp_path: Path, clean, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli import featstore_app
+
+    root, ref = clean
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(FeatureSetWriter, "compact", lambda self, split: (0, 0))  # a set written before compaction
+    extract(model="pixels", data=root, cache=cache, options=ExtractOptions(device="cpu", workers=0, batch_size=4,
+                                                                           flush_s=0.0))
+    monkeypatch.undo()
+    assert len(open_feature_set("pixels", cache=cache).manifest["splits"]["train"]["shards"]) == 6
+    res = CliRunner().invoke(featstore_app, ["compact", "pixels", "--cache", str(cache)])
+    assert res.exit_code == 0 and "train: 6 shards -> 1" in res.output, res.output
+    _same(_contents(cache), ref)

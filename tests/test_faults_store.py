@@ -75,7 +75,12 @@ def test_flipped_feature_byte_is_refused_by_name_then_repaired(tmp_path: Path, c
     _flip(shard, _feature_offset(shard))
     fs = open_feature_set("pixels", cache=cache)
     with pytest.raises(CorruptShardError, match="train-00001.h5: fails its checksum"):
-        fs.load("train")  # what probes fit calls: it refuses the shard, naming it
+        fs.load("train")
+    from cli import probes_app
+
+    res = runner.invoke(probes_app, ["fit", "--features", "pixels", "--cache", str(cache), "--runs", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "train-00001.h5: fails its checksum" in res.output.replace("\n", "")
+    assert "a bug" not in res.output
     res = _verify(cache)
     assert res.exit_code == 1 and "train-00001.h5: fails its checksum" in res.output.replace("\n", " ")
     res = _verify(cache, "--repair")
