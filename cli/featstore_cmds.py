@@ -46,6 +46,7 @@ def extract(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")] = 64,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Decode worker processes. Default: all cores (up to 8) on CUDA, half of them on CPU.")] = None,
     shard_rows: Annotated[int, typer.Option(min=1, help="Rows per shard file; a killed run loses at most the shard in progress.")] = 4096,
+    flush_seconds: Annotated[float, typer.Option(min=0.0, help="Also publish the shard in progress when it is this old: a kill (or SIGTERM) loses at most this much work. Small shards are compacted when a split completes.")] = 60.0,
     shard: Annotated[Optional[str], typer.Option(help="Run as worker I of N (slurm arrays, shell loops): embed items I, I+N, ... of each split, then `featstore merge`. Under torchrun (`torchrun --nproc-per-node N -m featstore extract ...`) ranks split the work by themselves.", metavar="I/N")] = None,
     wait: WaitOpt = False,
     compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder (GPU, long runs).")] = False,
@@ -60,7 +61,7 @@ def extract(
     from featstore.extract import extract as run_extract
 
     opts = ExtractOptions(device=device, precision=precision, batch_size=batch_size, workers=workers,
-                          shard_rows=shard_rows, wait=wait, compile=compile)
+                          shard_rows=shard_rows, flush_s=flush_seconds, wait=wait, compile=compile)
     rank = resolve_rank(shard)
     drawn = rank.lead or not rank.torchrun  # torchrun ranks share one terminal: only rank 0 draws
     label = "" if rank.alone else f"{'rank' if rank.torchrun else 'shard'} {rank.label}"
@@ -156,6 +157,11 @@ def render_extract_report(report: Any) -> None:
     if len(report.sets) > 1:
         names = [f"{report.encoder}:{o}" + (f"@{v}" if v != "orig" else "") + f" ({k})" for o, v, k in report.sets]
         out.print(f"{len(report.sets)} feature sets from one pass: {', '.join(names)}", highlight=False, soft_wrap=True)
+    for note in report.repairs:
+        err.print(f"[yellow]repaired:[/] {note}", highlight=False, soft_wrap=True)
+    if report.hidden:
+        err.print(f"skipped {len(report.hidden)} hidden folders: {', '.join(report.hidden[:5])}"
+                  + (" ..." if len(report.hidden) > 5 else ""), highlight=False, soft_wrap=True)
     if report.failures:
         err.print(f"[yellow]{len(report.failures)} unreadable images skipped[/] (listed in the manifest):")
         for f in report.failures[:20]:
@@ -192,14 +198,18 @@ def models(pattern: Annotated[Optional[str], typer.Argument(help="Shell-style fi
 def ls_sets(cache: CacheOpt = None) -> None:
     """Table of the feature sets in the store: encoder, key, splits and counts, dim, size, failures."""
     from featstore.store import list_feature_sets
-    from featstore.store.catalog import set_name
+    from featstore.store.catalog import list_damaged, set_name
     from featstore.store.textset import list_text_sets
 
-    sets, texts = list_feature_sets(cache), list_text_sets(cache)
+    sets, texts, damaged = list_feature_sets(cache), list_text_sets(cache), list_damaged(cache)
     if texts:
         _text_table(texts)
-    if not sets and not texts:
-        err.print(f"no feature sets in {cache or os.environ.get('FEATSTORE_CACHE', 'cache')}")
+    for folder, reason in damaged:
+        err.print(f"[bold red]damaged:[/] {folder.parent.name}/{folder.name}: {reason} "
+                  f"(repair: featstore verify {folder.name}{_cache_arg(cache)} --repair)", highlight=False, soft_wrap=True)
+    if not sets:
+        if not texts and not damaged:
+            err.print(f"no feature sets in {cache or os.environ.get('FEATSTORE_CACHE') or 'cache'}")
         return
     table = Table()
     for col in ("encoder", "key", "splits", "dim", "size", "failures", "updated", "dataset"):
@@ -327,3 +337,65 @@ def text(
     out.print(f"text set {ts.encoder}  key {ts.key}: {len(ts.classes)} classes x {len(ts.templates)} templates, "
               f"dim {ts.embeddings.shape[-1]}, logit scale {ts.logit_scale:g}  ({ts.folder})", highlight=False)
     out.print(f"names: {eg}{' ...' if len(ts.classes) > 3 else ''}", highlight=False)
+
+
+def _cache_arg(cache: Optional[Path]) -> str:
+    import shlex
+
+    return f" --cache {shlex.quote(str(cache))}" if cache else ""
+
+
+@featstore_app.command()
+@boundary
+def verify(
+    ref: Annotated[Optional[str], typer.Argument(help="Feature set key (or prefix), encoder/key, or encoder name. Default: every set in the store.")] = None,
+    cache: CacheOpt = None,
+    images: Annotated[bool, typer.Option("--images", help="Also re-hash every image and compare it with the sha1 stored for it.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Quarantine damaged shards, rebuild the manifest and indexes from the intact shards.")] = False,
+) -> None:
+    """Read every shard through its checksums; check indexes, manifest counts and dims. Exit 1 naming every problem."""
+    from featstore.store import list_feature_sets
+    from featstore.store.catalog import find_set_folder, list_damaged
+    from featstore.verify import verify_set
+
+    if ref:
+        folders = [find_set_folder(ref, cache=cache)]
+    else:
+        folders = sorted({s.folder for s in list_feature_sets(cache)} | {f for f, _ in list_damaged(cache)})
+    bad = 0
+    for folder in folders:
+        rep = verify_set(folder, images=images, repair=repair)
+        name = f"{folder.parent.name}/{folder.name}"
+        for note in rep.repaired:
+            err.print(f"[yellow]repaired:[/] {name}: {note}", highlight=False, soft_wrap=True)
+        for note in rep.notes:
+            err.print(f"[dim]note:[/] {name}: {note}", highlight=False, soft_wrap=True)
+        for problem in rep.problems:
+            err.print(f"[bold red]problem:[/] {name}: {problem}", highlight=False, soft_wrap=True)
+        if rep.sound:
+            out.print(f"ok {name}", highlight=False)
+        else:
+            bad += 1
+            fix = f"featstore verify {folder.name}{_cache_arg(cache)} --repair" if not repair else \
+                (rep.extract_cmd + _cache_arg(cache) if rep.extract_cmd else "featstore extract with the set's options")
+            err.print(f"  fix: {fix}", highlight=False, soft_wrap=True)
+    if not folders:
+        err.print(f"no feature sets in {cache or os.environ.get('FEATSTORE_CACHE') or 'cache'}")
+    if bad:
+        raise typer.Exit(1)
+
+
+@featstore_app.command()
+@boundary
+def compact(
+    ref: Annotated[str, typer.Argument(help="Feature set key (or prefix), encoder/key, or encoder name.")],
+    cache: CacheOpt = None,
+    shard_rows: Annotated[int, typer.Option(min=1, help="Rows per compacted shard.")] = 4096,
+) -> None:
+    """Fold the small shards of a feature set (many short flushes) into few full ones."""
+    from featstore.store import open_feature_set
+    from featstore.store.compact import compact_set
+
+    fs = open_feature_set(ref, cache=cache)
+    for split, before, after in compact_set(fs.folder, shard_rows=shard_rows):
+        out.print(f"{split}: {before} shards -> {after}", highlight=False)

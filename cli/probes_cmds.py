@@ -8,12 +8,12 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from cli.common import CacheOpt, boundary, err, out
+from cli.common import CacheOpt, boundary, err, folder_option, out
 
 probes_app = typer.Typer(help="Train, compare, evaluate and submit classifier heads on cached features.",
                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-RunsOpt = Annotated[Optional[Path], typer.Option("--runs", help="Runs folder. Default: $PROBES_RUNS or ./runs.", show_default=False)]
+RunsOpt = Annotated[Optional[Path], typer.Option("--runs", help="Runs folder. Default: $PROBES_RUNS or ./runs.", show_default=False, callback=folder_option)]
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

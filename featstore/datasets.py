@@ -35,6 +35,7 @@ class ImageItem:
     id: str
     path: Path
     label: int  # class index, -1 when unlabeled
+    problem: str = ""  # why it cannot be read at all (dangling link, name not UTF-8): recorded as a failure
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Dataset:
     classes: tuple[str, ...]
     splits: dict[str, tuple[ImageItem, ...]]
     test_order: tuple[str, ...] | None = None
+    hidden: tuple[str, ...] = ()  # hidden folders that were skipped, `split/relative/path`
 
 
 def scan_dataset(root: str | os.PathLike, *, splits: Sequence[str] | None = None) -> Dataset:
@@ -99,11 +101,13 @@ def _scan_folders(root: Path, requested: Sequence[str] | None) -> Dataset:
     if not dirs:
         raise LayoutError(_no_layout_message(root))
     classes = _folder_classes(dirs)
-    splits = {}
+    splits, hidden = {}, []
     for split in _select(tuple(dirs), requested, root):
-        items = _labeled_items(dirs[split], classes) if split != "test" else _unlabeled_items(dirs[split])
+        walk = _Walk(dirs[split])
+        items = _labeled_items(dirs[split], classes, walk) if split != "test" else _unlabeled_items(dirs[split], walk)
         splits[split] = tuple(sorted(items, key=lambda item: item.id))
-    return Dataset(root=root, layout="folders", classes=classes, splits=splits)
+        hidden += [f"{dirs[split].name}/{h}" for h in walk.hidden]
+    return Dataset(root=root, layout="folders", classes=classes, splits=splits, hidden=tuple(hidden))
 
 
 def _split_dirs(root: Path) -> dict[str, Path]:
@@ -141,21 +145,19 @@ def _subfolders(folder: Path) -> list[str]:
         return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
 
 
-def _labeled_items(split_dir: Path, classes: tuple[str, ...]) -> list[ImageItem]:
+def _labeled_items(split_dir: Path, classes: tuple[str, ...], walk: "_Walk") -> list[ImageItem]:
     """Images under <split>/<class>/ (any depth); images loose in <split>/ have no label: error."""
     index = {name: i for i, name in enumerate(classes)}
-    items, loose = [], []
+    items: list[ImageItem] = []
     with os.scandir(split_dir) as entries:
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                items += [
-                    ImageItem(f"{entry.name}/{rel}", split_dir / entry.name / rel, index[entry.name])
-                    for rel in _walk(Path(entry.path))
-                ]
-            elif _is_image(entry.name):
-                loose.append(entry.name)
+        entries = [e for e in entries if not walk.skip_hidden(e, "")]
+    class_dirs = [e for e in entries if e.is_dir()]
+    for entry in class_dirs:  # a link inside one class to another class folder must not relabel its images
+        walk.claim(entry)
+    for entry in class_dirs:
+        items += [ImageItem(f"{entry.name}/{rel}", split_dir / entry.name / rel, index[entry.name], problem)
+                  for rel, problem in walk.files(Path(entry.path), f"{entry.name}/")]
+    loose = [e.name for e in entries if not e.is_dir() and _is_image(e.name)]
     if loose:
         raise LayoutError(
             f"{split_dir} holds {len(loose)} image(s) outside class folders ({_listing(loose)}); "
@@ -164,31 +166,67 @@ def _labeled_items(split_dir: Path, classes: tuple[str, ...]) -> list[ImageItem]
     return items
 
 
-def _unlabeled_items(split_dir: Path) -> list[ImageItem]:
+def _unlabeled_items(split_dir: Path, walk: "_Walk") -> list[ImageItem]:
     """Every image under the test folder, flat or inside dummy folders, with label -1."""
-    return [ImageItem(rel, split_dir / rel, -1) for rel in _walk(split_dir)]
+    return [ImageItem(rel, split_dir / rel, -1, problem) for rel, problem in walk.files(split_dir, "")]
 
 
-def _walk(top: Path) -> Iterator[str]:
-    """'/'-separated paths of the image files under `top`; hidden entries are skipped.
+class _Walk:
+    """Walks one split: each real folder is entered at most once, whatever links point at it (a loop, or a
+    link from one class folder into another, cannot list an image twice or under another label)."""
 
-    Symlinked folders are followed once each (a link back up the tree cannot loop forever).
-    """
-    seen: set[tuple[int, int]] = set()
-    stack = [("", str(top))]
-    while stack:
-        prefix, folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir():
-                    stat = entry.stat()
-                    if (stat.st_dev, stat.st_ino) not in seen:
-                        seen.add((stat.st_dev, stat.st_ino))
-                        stack.append((f"{prefix}{entry.name}/", entry.path))
-                elif _is_image(entry.name) and entry.is_file():
-                    yield prefix + entry.name
+    def __init__(self, split_dir: Path) -> None:
+        self.seen: set[tuple[int, int]] = set()
+        self.hidden: list[str] = []
+        self.claim(split_dir)
+
+    def claim(self, folder: os.DirEntry | Path) -> bool:
+        """Mark a folder as walked; False when it already was."""
+        st = folder.stat() if isinstance(folder, os.DirEntry) else os.stat(folder)
+        if (st.st_dev, st.st_ino) in self.seen:
+            return False
+        self.seen.add((st.st_dev, st.st_ino))
+        return True
+
+    def skip_hidden(self, entry: os.DirEntry, prefix: str) -> bool:
+        if not entry.name.startswith("."):
+            return False
+        if entry.is_dir():
+            self.hidden.append(f"{prefix}{entry.name}/")
+        return True
+
+    def files(self, top: Path, prefix0: str) -> Iterator[tuple[str, str]]:
+        """('/'-separated path under `top`, problem) of each image file; problem is "" for a readable name."""
+        stack = [("", str(top))]
+        while stack:
+            prefix, folder = stack.pop()
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if self.skip_hidden(entry, prefix0 + prefix):
+                        continue
+                    if entry.is_dir():
+                        if self.claim(entry):
+                            stack.append((f"{prefix}{entry.name}/", entry.path))
+                    elif _is_image(entry.name):
+                        problem = _file_problem(entry)
+                        if problem is not None:
+                            yield _printable(prefix + entry.name), problem
+
+
+def _file_problem(entry: os.DirEntry) -> str | None:
+    """"" for a regular file with a valid name, a reason for one that cannot be read, None for a non-file."""
+    if entry.is_symlink() and not os.path.exists(entry.path):
+        return f"dangling symbolic link (to {os.readlink(entry.path)!r})"
+    if not entry.is_file():
+        return None
+    if _printable(entry.name) != entry.name:
+        return "file name is not valid UTF-8 (rename the file)"
+    return ""
+
+
+def _printable(name: str) -> str:
+    """A name that is not valid UTF-8 (undecodable bytes kept as surrogates) with those bytes as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _is_image(name: str) -> bool:

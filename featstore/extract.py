@@ -21,6 +21,7 @@ from featstore.errors import ExtractionError, ImageDecodeError, NonFiniteError, 
 from featstore.images import read_bytes, sha1_bytes
 from featstore.loader import ImageWork, default_workers, make_loader
 from featstore.runtime import Runtime, bad_rows, encode_batch, prepare_model, resolve_runtime
+from featstore.signals import terminate_as_interrupt
 from featstore.store import FeatureSetWriter, SplitIndex, default_cache, encoder_dirname, feature_key, now_iso
 from featstore.store.keys import MANIFEST
 from featstore.store.shards import shard_files
@@ -52,6 +53,7 @@ class ExtractOptions:
     batch_size: int = 64
     workers: int | None = None
     shard_rows: int = 4096
+    flush_s: float = 60.0  # publish the shard in progress at least this often: a kill loses at most this much work
     wait: bool = False
     compile: bool = False
 
@@ -106,6 +108,8 @@ class ExtractReport:
     precision: str = ""
     merge: MergeReport | None = None  # torchrun rank 0: the merge after every rank finished
     sets: list[tuple[str, str, str]] = field(default_factory=list)  # (output, view, key) of every set filled
+    repairs: list[str] = field(default_factory=list)  # damage found on opening the set, and what was done
+    hidden: tuple[str, ...] = ()  # hidden folders of the dataset that were skipped
 
 
 def feature_set_fields(spec: EncoderSpec, *, weights: str, precision: str, views: int, dataset: str,
@@ -203,7 +207,7 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
     fs = sets[0]
     job = _Job(fs.spec, rt, options, wpath, random_weights, progress or _Silent(),
                sets=[(s.output, s.view) for s in sets])
-    with process_group(rank, rt.device):
+    with terminate_as_interrupt(), process_group(rank, rt.device):
         report = _extract_slice(sets, job, rank)
         if not rank.torchrun:
             return report
@@ -220,14 +224,17 @@ def _extract_slice(sets: list[SetDefinition], job: _Job, rank: Rank) -> ExtractR
     """This worker's share of every split into the store (all of it when alone), for every set at once."""
     fs = sets[0]
     report = ExtractReport(encoder=fs.spec.name, key=fs.key, folder=fs.folder, rank=rank,
-                           precision=fs.fields["precision"], sets=[(s.output, s.view, s.key) for s in sets])
+                           precision=fs.fields["precision"], sets=[(s.output, s.view, s.key) for s in sets],
+                           hidden=fs.dataset.hidden)
     started = now_iso()
     if not all(s.folder.exists() for s in sets):
         job.model()  # first run: missing weights fail before anything is created
     writers = {(s.output, s.view): FeatureSetWriter(
         s.folder, key=s.key, key_fields=s.fields, header=s.header, shard_rows=job.options.shard_rows,
-        wait=job.options.wait, lock_name=rank.lock_name, publish=rank.alone) for s in sets}
+        flush_s=job.options.flush_s, wait=job.options.wait, lock_name=rank.lock_name, publish=rank.alone)
+        for s in sets}
     with WriterGroup(writers) as writer:
+        report.repairs = writer.repairs
         for split, items in fs.dataset.splits.items():
             rep, failures = job.run_split(writer, split, rank.take(items), rank=rank)
             report.splits.append(rep)
@@ -443,6 +450,9 @@ def _plan(writer: FeatureSetWriter | WriterGroup, split: str, items: list[ImageI
     stats: dict[str, tuple[int, int]] = {}  # (size, mtime_ns): a tuple is ~170 B per image, a stat_result ~700 B
     failures: dict[str, str] = {}
     for item in items:
+        if item.problem:
+            failures[item.id] = item.problem
+            continue
         try:
             st = os.stat(item.path)
         except OSError as e:

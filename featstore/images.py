@@ -36,10 +36,25 @@ def sha1_bytes(data: bytes) -> str:
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """Read a whole file; unreadable files become an ImageDecodeError so a run records and goes on."""
+#: Files this big are read only if their first bytes are an image signature (a stray video or archive
+#: would otherwise be read whole into memory just to fail decoding).
+SNIFF_ABOVE_BYTES = 16 * 2**20
+_MORE_MAGIC = ((b"RIFF", "WEBP"), (b"P5", "PGM"), (b"P6", "PPM"), (b"P2", "PGM"), (b"P3", "PPM"))
+
+
+def read_bytes(path: str | os.PathLike, *, sniff_above: int = SNIFF_ABOVE_BYTES) -> bytes:
+    """Read a whole file; unreadable files become an ImageDecodeError so a run records and goes on.
+
+    A file over `sniff_above` bytes whose first bytes match no image format is refused unread."""
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > sniff_above:
+                head = f.read(16)
+                if not any(head.startswith(sig) for sig, _ in (*_MAGIC, *_MORE_MAGIC)):
+                    raise ImageDecodeError(f"not an image: {size:,} bytes whose first bytes match no image format "
+                                           "(not read)")
+                f.seek(0)
             return f.read()
     except OSError as exc:
         raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc

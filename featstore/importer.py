@@ -55,16 +55,63 @@ def _check(raw: dict[str, Any], *, path: Path, split: str) -> dict[str, np.ndarr
     if feats.size and np.abs(feats).max() > 65504:
         raise StoreError(f"{path}: values beyond float16 range (the store keeps float16); rescale them first")
     n = len(feats)
-    labels = np.asarray(raw.get("labels", raw.get("y", np.full(n, -1))), dtype=np.int64).reshape(-1)
+    if n == 0:
+        raise StoreError(f"{path}: the {split} split holds no rows")
+    labels = _labels(raw.get("labels", raw.get("y", np.full(n, -1))), path=path)
     ids = raw.get("ids")
     ids = np.array([f"{split}/{k:07d}" for k in range(n)], dtype=object) if ids is None else np.asarray(ids).astype(str).astype(object)
     if len(labels) != n or len(ids) != n:
         raise StoreError(f"{path}: {n} features but {len(labels)} labels and {len(ids)} ids")
     if len(set(ids)) != n:
         raise StoreError(f"{path}: duplicate ids")
-    if split != "test" and (labels < 0).any():
+    if split != "test" and (labels == -1).all():
         raise StoreError(f"{path}: the {split} split needs labels (an .npz/.pt with 'labels'; .npy holds features only)")
+    if (labels < (0 if split != "test" else -1)).any():
+        raise StoreError(f"{path}: negative label {int(labels.min())} (labels are class indices 0..K-1"
+                         + (", or -1 for an unlabeled test image)" if split == "test" else ")"))
     return {"features": feats, "labels": labels, "ids": ids, **({"classes": raw["classes"]} if "classes" in raw else {})}
+
+
+def _labels(raw: Any, *, path: Path) -> np.ndarray:
+    """Integer class indices; float labels are refused unless every one is a whole number (1.0 from a tensor)."""
+    labels = np.asarray(raw).reshape(-1)
+    if np.issubdtype(labels.dtype, np.floating):
+        frac = labels[~np.isfinite(labels) | (labels != np.round(labels))]
+        if len(frac):
+            raise StoreError(f"{path}: float labels (e.g. {frac[0]}); labels must be integer class indices")
+    elif not np.issubdtype(labels.dtype, np.integer) and not np.issubdtype(labels.dtype, np.bool_):
+        raise StoreError(f"{path}: labels of type {labels.dtype}; labels must be integer class indices")
+    return labels.astype(np.int64)
+
+
+def _check_splits(arrays: dict[str, dict[str, np.ndarray]], classes: list[str] | None) -> None:
+    """What no single file can show: one image in two splits, class names twice, a label that invents classes.
+
+    Ids are relative to their split (train `cat/1.png` and val `cat/1.png` are two files), so a shared id is
+    refused only when it also carries the same vector: then it is one image in two splits."""
+    names = list(arrays)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            same = _same_rows(arrays[a], arrays[b])
+            if same:
+                raise StoreError(f"{len(same)} images are in both {a} and {b} with the same id and vector "
+                                 f"(e.g. {same[0]}); an image belongs to one split")
+    if classes is not None:
+        dup = sorted({c for c in classes if classes.count(c) > 1})
+        if dup:
+            raise StoreError(f"class names given twice: {', '.join(dup[:5])}")
+        return
+    labels = np.concatenate([a["labels"] for a in arrays.values()])
+    distinct, top = len(set(labels[labels >= 0].tolist())), int(labels.max(initial=-1))
+    if top + 1 > 2 * distinct + 10:  # one stray 1,000,000 would make a million classes
+        raise StoreError(f"label {top} would make {top + 1:,} classes from {distinct} distinct labels; relabel to "
+                         "0..K-1 or pass the class names (--classes, or 'classes' in the train file)")
+
+
+def _same_rows(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
+    where_b = {i: k for k, i in enumerate(b["ids"])}
+    return sorted(i for k, i in enumerate(a["ids"]) if i in where_b
+                  and np.array_equal(a["features"][k], b["features"][where_b[i]]))
 
 
 def import_arrays(name: str, files: dict[str, Path], *, cache: Path | None = None,
@@ -76,6 +123,7 @@ def import_arrays(name: str, files: dict[str, Path], *, cache: Path | None = Non
     dims = {s: a["features"].shape[1] for s, a in arrays.items()}
     if len(set(dims.values())) != 1:
         raise StoreError(f"feature dimensions differ between splits: {dims}")
+    _check_splits(arrays, classes or _given_classes(arrays))
     classes = classes or _classes(arrays)
     top = max(int(a["labels"].max(initial=-1)) for a in arrays.values())
     if top >= len(classes):
@@ -105,9 +153,13 @@ def _write_split(writer: FeatureSetWriter, split: str, a: dict[str, np.ndarray])
     writer.commit_split(split, SplitIndex(ids=ids, sha1=sha1, labels=labels, size=zeros, mtime_ns=zeros), [])
 
 
+def _given_classes(arrays: dict[str, dict[str, np.ndarray]]) -> list[str] | None:
+    return next(([str(c) for c in a["classes"]] for a in arrays.values() if "classes" in a), None)
+
+
 def _classes(arrays: dict[str, dict[str, np.ndarray]]) -> list[str]:
-    for a in arrays.values():
-        if "classes" in a:
-            return [str(c) for c in a["classes"]]
+    given = _given_classes(arrays)
+    if given is not None:
+        return given
     k = max(int(a["labels"].max(initial=-1)) for a in arrays.values()) + 1
     return [str(i) for i in range(k)]

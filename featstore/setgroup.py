@@ -36,6 +36,13 @@ class WriterGroup:
     def __exit__(self, *exc: Any) -> None:
         self._stack.__exit__(*exc)
 
+    @property
+    def repairs(self) -> list[str]:
+        """What opening each set found damaged and fixed, named by set when there are several."""
+        if len(self.writers) == 1:
+            return self.primary.repairs
+        return [f"{o}@{v}: {note}" for (o, v), w in self.writers.items() for note in w.repairs]
+
     def known(self, split: str) -> dict[str, list[tuple[str, int, int]]]:
         return self.primary.known(split)
 

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from probes.data import ProbesError
 
 
 def default_runs() -> Path:
-    return Path(os.environ.get("PROBES_RUNS", "runs"))
+    return Path(os.environ.get("PROBES_RUNS") or "runs")  # set but empty: the default
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def save_run(runs: Path, *, name: str, head_state: dict[str, Any], config: dict[
 
     runs = Path(runs)
     runs.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(runs)
     tmp = runs / f".tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -69,6 +71,14 @@ def save_run(runs: Path, *, name: str, head_state: dict[str, Any], config: dict[
         return Run(_publish(tmp, runs, name), config, metrics)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale_temps(runs: Path, *, min_age_s: float = 3600.0) -> None:
+    """Temp folders of fits that were killed while saving (a save takes seconds: an hour-old one is litter)."""
+    now = time.time()
+    for path in runs.glob(".tmp-*"):
+        if now - path.stat().st_mtime > min_age_s:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _publish(tmp: Path, runs: Path, name: str) -> Path:

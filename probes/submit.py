@@ -48,7 +48,7 @@ def validate(rows: list[list[str]], *, fmt: str, n_classes: int, n_test: int) ->
 
 def order_like_sample(rows: list[list[str]], sample: Path, *, fmt: str) -> list[list[str]]:
     """Reorder rows to the sample CSV's id order; its header and id set must match exactly."""
-    with open(sample, newline="") as f:
+    with open(sample, newline="", encoding="utf-8-sig") as f:  # Excel saves CSVs with a byte-order mark
         reader = csv.reader(f)
         header = next(reader, None)
         sample_ids = [r[0] for r in reader if r]
@@ -72,11 +72,14 @@ def write_submission(preds: Predictions, out: Path, *, n_classes: int, n_test: i
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(HEADERS[fmt])
-        w.writerows(rows)
-    os.replace(tmp, out)
+    try:
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(HEADERS[fmt])
+            w.writerows(rows)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half submission
     return out
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from probes.data import Features, Normalizer, ProbesError, load_features
 from probes.metrics import classification_metrics
-from probes.runs import Predictions, Run, save_run
+from probes.runs import Predictions, Run, default_runs, save_run
 
 HEADS = ("logistic", "mlp")
 # Both heads normalise inside (the logistic head whitens, the MLP standardises), so the default adds
@@ -154,7 +154,7 @@ def fit_run(req: FitRequest, *, cache: Path | None = None, runs: Path | None = N
               "dim": feats.dim, "request": asdict(req), "created": _now()}
     state = {**{k: v for k, v in head.state_dict().items()}, **norm.state()}
     name = "+".join(s.encoder for s in feats.sets).replace("/", "-").replace(":", "-")[:60] + f"-{req.head}"
-    run = save_run(runs or Path("runs"), name=name, head_state=state, config=config, metrics=metrics, predictions=preds)
+    run = save_run(runs or default_runs(), name=name, head_state=state, config=config, metrics=metrics, predictions=preds)
     return FitResult(run=run, mode=mode, table=table, seconds=time.perf_counter() - t0)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from featstore.errors import StoreError
 from featstore.store.featureset import FeatureSet
-from featstore.store.keys import MANIFEST, default_cache
+from featstore.store.keys import MANIFEST, SHARD_RE, default_cache
 
 
 def list_feature_sets(cache: Path | None = None) -> list[FeatureSet]:
@@ -18,8 +18,8 @@ def list_feature_sets(cache: Path | None = None) -> list[FeatureSet]:
     for manifest in sorted(cache.glob(f"*/*/{MANIFEST}")):
         try:
             sets.append(FeatureSet.open(manifest.parent))
-        except StoreError:
-            continue  # a foreign or damaged folder is not a feature set; `featstore ls` shows only real ones
+        except (StoreError, OSError):
+            continue  # a damaged folder: list_damaged reports it, it never hides the others
     return sorted(sets, key=lambda s: s.manifest.get("updated", ""), reverse=True)
 
 
@@ -72,3 +72,36 @@ def view_sets(fs: FeatureSet, *, cache: Path | None = None) -> dict[str, Feature
     base = same(fs.manifest["key_fields"])
     sets = list_feature_sets(cache or fs.folder.parent.parent)
     return {s.manifest["key_fields"].get("view", "orig"): s for s in sets if same(s.manifest["key_fields"]) == base}
+
+
+def list_damaged(cache: Path | None = None) -> list[tuple[Path, str]]:
+    """Folders that hold shards or a manifest but do not open as a feature set, with the reason."""
+    cache = Path(cache) if cache else default_cache()
+    if not cache.is_dir():
+        return []
+    damaged = []
+    for folder in sorted(p for p in cache.glob("*/*") if p.is_dir()):
+        try:
+            names = [p.name for p in folder.iterdir()]
+        except OSError as e:
+            damaged.append((folder, f"unreadable folder: {e.strerror or e}"))
+            continue
+        if MANIFEST not in names and not any(SHARD_RE.match(n) for n in names):
+            continue
+        try:
+            FeatureSet.open(folder)
+        except StoreError as e:
+            damaged.append((folder, str(e)))
+    return damaged
+
+
+def find_set_folder(ref: str, *, cache: Path | None = None) -> Path:
+    """Like open_feature_set, but also finds a set too damaged to open (by key, key prefix or `encoder/key`)."""
+    try:
+        return open_feature_set(ref, cache=cache).folder
+    except StoreError:
+        key = ref.rpartition("/")[2]
+        hits = [f for f, _ in list_damaged(cache) if f.name.startswith(key)]
+        if len(hits) == 1:
+            return hits[0]
+        raise

@@ -68,7 +68,7 @@ class FeatureSet:
         if split not in self.splits:
             have = ", ".join(self.splits) or "none"
             raise StoreError(f"feature set {self.encoder}/{self.key} has no split {split!r} (has: {have})")
-        return read_index(self.folder, split)
+        return read_index(self.folder, split, required=True)
 
     def plan(self, split: str) -> tuple[SplitIndex, list[tuple[Path, np.ndarray, np.ndarray]]]:
         """For each shard: which of its rows are current (``src``), and where they go in id order

@@ -38,7 +38,7 @@ def encoder_dirname(name: str) -> str:
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("FEATSTORE_CACHE", "cache"))
+    return Path(os.environ.get("FEATSTORE_CACHE") or "cache")  # set but empty: the default
 
 
 def shard_name(split: str, num: int) -> str:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 
 from featstore.errors import StoreError
+from featstore.store.files import h5_bytes, replace_atomically
 from featstore.store.manifest import SplitIndex, read_index_datasets, write_index_datasets
 
 _PART_RE = re.compile(r"^part-(?P<split>[A-Za-z0-9_]+)-rank(?P<rank>\d+)-of-(?P<count>\d+)\.h5$")
@@ -38,17 +37,13 @@ def write_part(folder: Path, split: str, *, rank: int, count: int, index: SplitI
                failures: list[dict[str, str]]) -> str:
     """Atomic replace: a rerun of the same worker supersedes its earlier part, readers never see half a file."""
     name = part_name(split, rank, count)
-    tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with h5py.File(tmp, "w") as f:
-            write_index_datasets(f, index)
-            f.create_dataset("failures", data=json.dumps(failures))
-            f.attrs.update({"split": split, "rank": rank, "count": count})
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
-        os.replace(tmp, folder / name)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    def fill(f: h5py.File) -> None:
+        write_index_datasets(f, index)
+        f.create_dataset("failures", data=json.dumps(failures))
+        f.attrs.update({"split": split, "rank": rank, "count": count})
+
+    replace_atomically(folder / name, h5_bytes(fill))
     return name
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +12,16 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from featstore.errors import StoreError, StoreLockedError
+from featstore.store.compact import compact_shards
 from featstore.store.keys import STORE_FORMAT, canonical_json
-from featstore.store.manifest import SplitIndex, read_index, read_manifest, write_index, write_manifest
+from featstore.store.manifest import (DamagedManifestError, SplitIndex, read_index, read_manifest, remove_own_temps,
+                                      write_index, write_manifest)
 from featstore.store.parts import read_parts, write_part
-from featstore.store.shards import read_rows, remove_stale_temps, shard_files, write_shard
+from featstore.store.shards import CorruptShardError, read_rows, remove_stale_temps, shard_files, write_shard
 
 DEFAULT_SHARD_ROWS = 4096
+DEFAULT_FLUSH_S = 60.0  # a kill loses at most this much work (plus the batch in flight)
+QUARANTINE = "quarantine"
 
 
 def now_iso() -> str:
@@ -48,15 +54,18 @@ class FeatureSetWriter:
     """
 
     def __init__(self, folder: Path, *, key: str, key_fields: dict[str, Any], header: dict[str, Any],
-                 shard_rows: int = DEFAULT_SHARD_ROWS, wait: bool = False, lock_name: str = ".lock",
-                 publish: bool = True) -> None:
+                 shard_rows: int = DEFAULT_SHARD_ROWS, flush_s: float = DEFAULT_FLUSH_S, wait: bool = False,
+                 lock_name: str = ".lock", publish: bool = True) -> None:
         self.folder, self.key, self.key_fields, self.header = Path(folder), key, key_fields, header
         self.key_json = canonical_json(key_fields)
-        self.shard_rows, self.wait, self.publish = shard_rows, wait, publish
+        self.header_json = canonical_json(header)
+        self.shard_rows, self.flush_s, self.wait, self.publish = shard_rows, flush_s, wait, publish
         self._lock = FileLock(str(self.folder / lock_name))
         self._buf: dict[str, list[tuple[str, int, str, np.ndarray]]] = {}
+        self._since: dict[str, float] = {}  # when the oldest buffered row of a split arrived
         self._stored: dict[str, set[tuple[str, str]]] = {}
         self.manifest: dict[str, Any] = {}
+        self.repairs: list[str] = []  # what opening the set found damaged and fixed (shown to the user)
 
     def __enter__(self) -> "FeatureSetWriter":
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -68,7 +77,10 @@ class FeatureSetWriter:
                 f"(lock {self._lock.lock_file}); wait for it to finish, or rerun with --wait") from None
         try:
             self.manifest = self._load_or_create()
-            remove_stale_temps(self.folder)  # litter of killed writers
+            sole = self.publish and not busy_worker_locks(self.folder)  # no other process can be writing here
+            remove_stale_temps(self.folder, sole_writer=sole)  # litter of killed writers
+            if self.publish:
+                remove_own_temps(self.folder)  # manifest/index temps: only the main lock's holder writes them
             self._adopt_shards()
         except BaseException:
             self._lock.release()
@@ -86,27 +98,47 @@ class FeatureSetWriter:
             self._lock.release()
 
     def _load_or_create(self) -> dict[str, Any]:
+        """The manifest, or a fresh one when it is absent or damaged: everything in it is derived again
+        from the shards (adopted next) and the dataset (each split's index, at commit)."""
         if (self.folder / "manifest.json").exists():
-            m = read_manifest(self.folder)
-            if m["key"] != self.key:
-                raise StoreError(f"{self.folder} holds feature set {m['key']}, not {self.key}")
-            m.update(self.header)  # class list, dataset path: the latest scan is the truth
-            return m
+            try:
+                m = read_manifest(self.folder)
+                if m["key"] != self.key:
+                    raise DamagedManifestError(f"manifest names feature set {m['key']}, the folder holds {self.key}")
+            except DamagedManifestError as e:
+                self.repairs.append(f"manifest rebuilt from the shards ({e})")
+            else:
+                m.update(self.header)  # class list, dataset path: the latest scan is the truth
+                return m
         return {"format": STORE_FORMAT, "key": self.key, "key_fields": self.key_fields, "splits": {},
                 "created": now_iso(), "history": [], **self.header}
 
     def _adopt_shards(self) -> None:
-        """List every finished shard on disk, including those of a run that was killed."""
+        """List every finished shard on disk, including those of a run that was killed; a shard that is
+        truncated or damaged is moved aside (its rows are then computed again)."""
         for split, names in shard_files(self.folder).items():
             entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
             stored = self._stored.setdefault(split, set())
+            kept = []
             for name in names:
-                rows = read_rows(self.folder / name, key_json=self.key_json)
+                try:
+                    rows = read_rows(self.folder / name, key_json=self.key_json)
+                except CorruptShardError as e:
+                    self.repairs.append(f"{quarantine(self.folder, name)}: {e.reason}; its rows are computed again")
+                    continue
                 stored.update(zip(rows.ids, rows.sha1))
-            entry["shards"] = names
+                kept.append(name)
+            entry["shards"] = kept
 
     def previous_index(self, split: str) -> SplitIndex:
-        return read_index(self.folder, split)
+        """The last index; a damaged one counts as empty (every image is hashed again, none recomputed)."""
+        try:
+            return read_index(self.folder, split)
+        except StoreError as e:
+            note = f"index of {split} rebuilt from the shards and the dataset ({e})"
+            if note not in self.repairs:
+                self.repairs.append(note)
+            return SplitIndex.empty()
 
     def known(self, split: str) -> dict[str, list[tuple[str, int, int]]]:
         """id -> every (sha1, size, mtime_ns) recorded for it: the last index, then workers' parts, newest first."""
@@ -132,18 +164,21 @@ class FeatureSetWriter:
         return {i for i, _ in self._stored.get(split, ())}
 
     def add(self, split: str, ids: list[str], labels: list[int], sha1: list[str], features: np.ndarray) -> None:
+        """Buffer rows; publish them as a shard every `shard_rows` rows or `flush_s` seconds, whichever is first."""
         buf = self._buf.setdefault(split, [])
+        self._since.setdefault(split, time.monotonic())
         buf.extend(zip(ids, labels, sha1, features))
-        if len(buf) >= self.shard_rows:
+        if len(buf) >= self.shard_rows or time.monotonic() - self._since[split] >= self.flush_s:
             self.flush(split)
 
     def flush(self, split: str) -> None:
         buf = self._buf.pop(split, [])
+        self._since.pop(split, None)
         if not buf:
             return
         ids, labels, sha1, feats = zip(*buf)
         path = write_shard(self.folder, split, ids=list(ids), labels=np.asarray(labels), sha1=list(sha1),
-                           features=np.stack(feats), key_json=self.key_json)
+                           features=np.stack(feats), key_json=self.key_json, header_json=self.header_json)
         entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
         entry["shards"].append(path.name)
         self._stored.setdefault(split, set()).update(zip(ids, sha1))
@@ -163,6 +198,25 @@ class FeatureSetWriter:
         if missing:
             entry["missing"] = missing
         write_manifest(self.folder, self.manifest)
+        self.compact(split)
+
+    def compact(self, split: str) -> tuple[int, int]:
+        """Rewrite the split's small shards (many short flushes) as few full ones: (shards before, after).
+
+        The new shards are listed before the old are deleted: a kill in between leaves duplicate rows,
+        which readers take once and the next compaction folds away."""
+        entry = self.manifest["splits"].get(split)
+        if not entry or not self.publish:
+            return (len(entry["shards"]) if entry else 0,) * 2
+        before = list(entry["shards"])
+        new, old = compact_shards(self.folder, split, before, target_rows=self.shard_rows, key_json=self.key_json,
+                                  header_json=self.header_json)
+        if old:
+            entry["shards"] = [n for n in before if n not in old] + new
+            write_manifest(self.folder, self.manifest)
+            for name in old:
+                (self.folder / name).unlink(missing_ok=True)
+        return len(before), len(entry["shards"])
 
     def commit_part(self, split: str, index: SplitIndex, failures: list[dict[str, str]], *,
                     rank: int, count: int) -> str:
@@ -178,4 +232,19 @@ class FeatureSetWriter:
             raise StoreError(f"split {split}: {len(missing)} ids lack a stored vector (e.g. {missing[0]})")
 
     def record_run(self, info: dict[str, Any]) -> None:
+        if self.repairs:
+            info = {**info, "repairs": list(self.repairs)}
         self.manifest.setdefault("history", []).append(info)
+
+
+def quarantine(folder: Path, name: str) -> str:
+    """Move a damaged file to `<set>/quarantine/` (kept for inspection, out of every read path); returns where."""
+    dest_dir = Path(folder) / QUARANTINE
+    dest_dir.mkdir(exist_ok=True)
+    dest = dest_dir / name
+    k = 0
+    while dest.exists():
+        k += 1
+        dest = dest_dir / f"{name}.{k}"
+    shutil.move(str(Path(folder) / name), dest)
+    return f"{QUARANTINE}/{dest.name}"
