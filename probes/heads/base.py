@@ -56,6 +56,7 @@ class ProbeHead(ClassifierMixin, BaseEstimator):
         return torch.log_softmax(torch.from_numpy(self.decision_function(X)), 1).numpy()
 
     def predict(self, X: Any) -> np.ndarray:
+        self._check_fitted()
         return self.classes_[self.decision_function(X).argmax(1)]
 
     def _logits(self, X: Tensor) -> Tensor:

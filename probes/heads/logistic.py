@@ -95,7 +95,8 @@ class LogisticHead(ProbeHead):
                  grid: dict[str, list[float]]) -> list[dict[str, Any]]:
         """A sweep that can only help: every ``(C, shrink)`` of ``grid`` (an axis left out keeps the
         head's value, else 1.0) and every point the default search visits, on one eigenbasis; the
-        best on val (top-1, then calibrated loss) is kept. One table row per point."""
+        best on val (top-1, then calibrated loss) is kept and this head's C and shrink are set to it.
+        One table row per point, the grid's first."""
         unknown = sorted(set(grid) - {"C", "shrink"})
         if unknown:
             raise ValueError(f"unknown grid parameter(s) {unknown} for the logistic head; valid: C, shrink")
@@ -107,6 +108,7 @@ class LogisticHead(ProbeHead):
         Cs = [float(c) for c in grid.get("C", [self.C or 1.0])]
         shrinks = sorted({float(s) for s in grid.get("shrink", [self.shrink or 1.0])})
         self._fit(X, y, X_val, y_val, grid=(Cs, shrinks))
+        self.set_params(C=self.C_, shrink=self.shrink_)
         return self.selection_
 
     def refit_params(self) -> dict[str, Any]:
