@@ -9,12 +9,10 @@ import torch
 
 
 def log_probabilities(head: Any, X: np.ndarray) -> np.ndarray:
-    """Log-probabilities of a fitted head: ``log_softmax(decision_function)`` when it has raw scores
-    (exact for softmax heads), else ``log(predict_proba)`` clipped away from -inf."""
-    if hasattr(head, "decision_function"):
-        scores = np.asarray(head.decision_function(X), dtype=np.float32)
-        if scores.ndim == 2 and scores.shape[1] == len(head.classes_):
-            return torch.log_softmax(torch.from_numpy(scores), 1).numpy()
+    """Log-probabilities of a fitted head: its ``predict_log_proba`` when it has one (exact for the
+    softmax heads), else ``log(predict_proba)``; clipped away from -inf either way."""
+    if hasattr(head, "predict_log_proba"):
+        return np.maximum(np.asarray(head.predict_log_proba(X), dtype=np.float32), np.float32(-69.0))
     return np.log(np.clip(np.asarray(head.predict_proba(X), dtype=np.float32), 1e-30, None))
 
 

@@ -41,23 +41,28 @@ class ProbeHead(ClassifierMixin, BaseEstimator):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     @torch.no_grad()
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Raw class scores (logits), float32 [n, n_classes] (a column per class, also for 2)."""
+    def logits(self, X: Any) -> np.ndarray:
+        """Raw class scores, float32 [n, n_classes] (a column per class, also for 2 classes)."""
         self._check_fitted()
         X = check_width(check_features(X), self.n_features_in_, owner=type(self).__name__)
         return self._logits(self._tensor(X)).cpu().numpy()
 
-    @torch.no_grad()
+    def decision_function(self, X: Any) -> np.ndarray:
+        """scikit-learn's convention: the logits, or for 2 classes one column, positive for ``classes_[1]``."""
+        scores = self.logits(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """Softmax probabilities, float32 [n, n_classes], columns in ``classes_`` order."""
-        return torch.softmax(torch.from_numpy(self.decision_function(X)), 1).numpy()
+        return torch.softmax(torch.from_numpy(self.logits(X)), 1).numpy()
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
-        return torch.log_softmax(torch.from_numpy(self.decision_function(X)), 1).numpy()
+        """Exact log-probabilities (no log of rounded probabilities): what calibration works on."""
+        return torch.log_softmax(torch.from_numpy(self.logits(X)), 1).numpy()
 
     def predict(self, X: Any) -> np.ndarray:
-        self._check_fitted()
-        return self.classes_[self.decision_function(X).argmax(1)]
+        scores = self.logits(X)  # checks the head is fitted first
+        return self.classes_[scores.argmax(1)]
 
     def _logits(self, X: Tensor) -> Tensor:
         raise NotImplementedError

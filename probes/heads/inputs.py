@@ -15,9 +15,11 @@ def check_features(X: Any, *, name: str = "X") -> np.ndarray:
     """A 2-D finite float32 array, or a ValueError that says what came instead."""
     X = np.asarray(X.detach().cpu() if isinstance(X, Tensor) else X)
     if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}")
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {X.shape}")
+        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}. "
+                         "Reshape your data: X.reshape(1, -1) for a single sample")
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if X.shape[axis] == 0:
+            raise ValueError(f"{name} is empty: 0 {what}(s) (shape={X.shape}) while a minimum of 1 is required.")
     if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
     X = X.astype(np.float32, copy=False)

@@ -12,8 +12,8 @@ The head interface (what ``fit_run``, sweeps, calibration and ``load_run`` rely 
   - ``streams=True`` at registration: ``fit(source)`` accepts a ``probes.sources.TrainSource``
     as X (y None), so a train split over the memory budget is streamed from the store instead
     of loaded; a head without it is always fit in memory;
-  - ``decision_function(X)``: raw scores, used for temperature calibration instead of
-    ``log(predict_proba)``;
+  - ``predict_log_proba(X)``: exact log-probabilities, used for temperature calibration
+    instead of ``log(predict_proba)``;
   - ``fit_grid(X, y, *, X_val, y_val, grid) -> list[dict]``: a batched sweep (one row per
     configuration, ``val_top1`` and ``val_loss`` in each), the head left fitted at the best;
     without it ``--sweep`` fits each configuration of the grid with ``sklearn.base.clone``;
