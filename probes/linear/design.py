@@ -37,7 +37,7 @@ class Whitened:
 
     def problem(self, theta: Tensor, lam: float, *, weights: Tensor,
                 variance: Tensor) -> SoftmaxProblem:
-        """The penalised objective on these features (``probes.streaming`` streams it instead)."""
+        """The penalised objective on these features (``linear.streamed.StreamedDesign`` streams it instead)."""
         return SoftmaxProblem(self.z, self.y, theta, lam, weights=weights, variance=variance,
                               scratch=self.scratch)
 
@@ -55,7 +55,7 @@ def whiten_split(basis: Eigenbasis, X: Tensor, y: Tensor, val: tuple[Tensor, Ten
 
 class Design(Protocol):
     """What a search needs of its train data: ``Whitened`` (in memory) or
-    ``probes.streaming.StreamedDesign`` (read block by block from the store)."""
+    ``linear.streamed.StreamedDesign`` (read block by block from the store)."""
 
     basis: Eigenbasis
     base: float

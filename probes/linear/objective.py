@@ -43,7 +43,7 @@ class PenalisedProblem:
     """What a softmax problem knows without its data: the penalty, the diagonal Hessian model
     (``SoftmaxProblem``'s docstring) and moves along the ``lam`` path. Subclasses set ``theta``,
     ``lam``, ``weights``, ``variance``, ``value``, ``grad`` and ``curvature``, and implement
-    ``step``: in memory (``SoftmaxProblem``) or streamed (``probes.streaming``)."""
+    ``step``: in memory (``SoftmaxProblem``) or streamed (``linear.streamed``)."""
 
     theta: Tensor
     lam: float

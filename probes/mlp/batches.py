@@ -34,28 +34,26 @@ class TensorBatches:
             yield self.X[idx], self.y[idx]
 
 
-
-# ShuffledBlocks: The MLP head trained on minibatches drawn from the store: memory O(window * d), never O(n * d).
-# 
-# Same network, optimiser, schedule and early stopping as ``MLPHead`` (``solvers.train_stacked``); only the
-# minibatches come from ``ShuffledBlocks`` instead of a tensor of the whole split:
-# 
-# * one statistics pass gives the standardisation (mean, variance; float64 sums) and the classes;
-# * every epoch cuts the blocks into chunks of ``chunk_rows`` consecutive rows, shuffles the chunks of the
-#   whole split, and reads them ``window_chunks`` at a time into a window (fp16 -> float32, standardised
-#   on the device) whose rows are shuffled again into minibatches. Stores are written in id order, so a
-#   shard is often a single class: a window draws its chunks from all over the split, where shuffling
-#   whole shards would give single-class minibatches. Rows left over at a window's end open the next.
-#   What matters is the number of chunks per window (measured, 200k rows stored in class order, 100
-#   classes, 5 epochs: in memory 79.96% / 79.28% (seeds 0 / 1); 256-row chunks, 128 per window 77.84% /
-#   78.10%; 256 x 512: 79.24%; 64 x 512: 79.16%), so the default is 512 chunks of 64 rows: 32k rows,
-#   ~100 MB at dim 768. Keeping shard files open across chunk reads was tried: +880 MB peak RSS and
-#   slower (HDF5's per-file caches), so every chunk read opens its shard.
-# 
-
-
 class ShuffledBlocks:
-    """``Batches`` over a ``BlockList``: shuffled chunks, read a window at a time (module docstring)."""
+    """``Batches`` over a ``BlockList``: shuffled chunks, read a window at a time.
+
+    Minibatches drawn from the store: memory O(window * d), never O(n * d).
+
+    Same network, optimiser, schedule and early stopping as ``MLPHead`` (``mlp.trainer.train_stacked``); only the
+    minibatches come from ``ShuffledBlocks`` instead of a tensor of the whole split:
+
+    * one statistics pass gives the standardisation (mean, variance; float64 sums) and the classes;
+    * every epoch cuts the blocks into chunks of ``chunk_rows`` consecutive rows, shuffles the chunks of the
+      whole split, and reads them ``window_chunks`` at a time into a window (fp16 -> float32, standardised
+      on the device) whose rows are shuffled again into minibatches. Stores are written in id order, so a
+      shard is often a single class: a window draws its chunks from all over the split, where shuffling
+      whole shards would give single-class minibatches. Rows left over at a window's end open the next.
+      What matters is the number of chunks per window (measured, 200k rows stored in class order, 100
+      classes, 5 epochs: in memory 79.96% / 79.28% (seeds 0 / 1); 256-row chunks, 128 per window 77.84% /
+      78.10%; 256 x 512: 79.24%; 64 x 512: 79.16%), so the default is 512 chunks of 64 rows: 32k rows,
+      ~100 MB at dim 768. Keeping shard files open across chunk reads was tried: +880 MB peak RSS and
+      slower (HDF5's per-file caches), so every chunk read opens its shard.
+    """
 
     def __init__(self, blocks: BlockList, *, classes: np.ndarray, mean: Tensor, scale: Tensor, seed: int,
                  chunk_rows: int = 64, window_chunks: int = 512) -> None:
