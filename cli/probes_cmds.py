@@ -166,7 +166,7 @@ def list_runs_cmd(runs: RunsOpt = None) -> None:
 def evaluate(
     run_ids: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN]...", help="Run ids (or prefixes). Default: the newest run.")] = None,
     runs: RunsOpt = None,
-    ensemble: Annotated[bool, typer.Option("--ensemble", help="Also evaluate the average of the runs' calibrated probabilities.")] = False,
+    ensemble: Annotated[bool, typer.Option("--ensemble", help="Also evaluate the runs' ensemble: a weighted mean of their calibrated probabilities, the weights chosen on val (never below its best member there).")] = False,
     plots: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs. Default: the first run's folder.")] = None,
     top: Annotated[int, typer.Option(help="How many confused class pairs to list.")] = 10,
 ) -> None:
@@ -187,6 +187,9 @@ def evaluate(
         table.add_row(name, str(m["n"]), f"{m['top1']:.2%}", f"{m['top5']:.2%}", f"{m['macro_f1']:.3f}",
                       f"{m['ece']:.3f}{raw}", ", ".join(f"{c} {a:.0%}" for a, c in worst))
     out.print(table)
+    if ev.weights:
+        out.print("ensemble weights (chosen on val): " + ", ".join(f"{k} {w:.2f}" for k, w in ev.weights.items()),
+                  highlight=False)
     first = next(iter(ev.rows.values()))
     if first["confused_pairs"]:
         pairs = Table(title=f"most confused ({next(iter(ev.rows))})", title_justify="left")
@@ -206,7 +209,7 @@ def submit(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path("submission.csv"),
     fmt: Annotated[str, typer.Option("--format", help="mva (Id,Category; Id = test file stem) or boostcamp (ID,image_path,target in test.csv order).")] = "mva",
     sample: Annotated[Optional[Path], typer.Option(help="The competition's sample CSV: rows are written in its order, and its ids must match.")] = None,
-    ensemble: Annotated[Optional[list[str]], typer.Option("--ensemble", help="Average these runs instead (repeat the option per run).")] = None,
+    ensemble: Annotated[Optional[list[str]], typer.Option("--ensemble", help="Ensemble these runs instead (repeat the option per run): weighted mean of calibrated probabilities, weights chosen on val.")] = None,
     runs: RunsOpt = None,
     cache: CacheOpt = None,
 ) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 
 from featstore.store import open_feature_set
 from probes.data import ProbesError
-from probes.evaluate import ensemble_predictions
+from probes.ensemble import ensemble_predictions
 from probes.runs import Predictions, Run, resolve_run
 from probes.submit import write_submission
 
