@@ -51,10 +51,11 @@ def _parse_grid(items: list[str]) -> dict[str, list[Any]] | None:
 
 
 def _grids_help() -> str:
-    from probes.heads.registry import get_head, head_names
+    """The built-in heads' default grids (a light import: --help must not load torch)."""
+    from probes.default_grids import DEFAULT_GRIDS
 
     return "; ".join(f"{n}: " + " x ".join(f"{k}={','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}"
-                                           for k, vals in get_head(n).grid.items()) for n in head_names())
+                                           for k, vals in grid.items()) for n, grid in DEFAULT_GRIDS.items())
 
 
 @probes_app.command()

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from probes.denormals import flush_denormals
 from probes.heads.base import ProbeHead
+from probes.default_grids import DEFAULT_GRIDS
 from probes.heads.device import resolve_device, resolve_dtype
 from probes.heads.inputs import as_source, check_classes, encode_val
 from probes.heads.params import Param
@@ -46,8 +47,7 @@ class _Solution:
     ridge_path: list[dict[str, float]]
 
 
-@register_head("logistic", streams=True,
-               grid={"C": [1e-3, 1e-2, 1e-1, 1.0, 10.0], "shrink": [0.1, 1.0, 10.0, 1e3]})
+@register_head("logistic", streams=True, grid=DEFAULT_GRIDS["logistic"])
 class LogisticHead(ProbeHead):
     """Multinomial L2 logistic regression solved to convergence, its regularisation chosen on val.
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from probes.heads.base import ProbeHead
+from probes.default_grids import DEFAULT_GRIDS
 from probes.heads.device import resolve_device, resolve_dtype
 from probes.heads.inputs import as_source, check_classes, encode_val
 from probes.heads.params import Param
@@ -20,8 +21,7 @@ from probes.mlp.trainer import TrainOptions, TrainReport, train_stacked
 GRID_KEYS = ("lr", "weight_decay", "hidden", "dropout")
 
 
-@register_head("mlp", streams=True,
-               grid={"lr": [3e-4, 1e-3, 3e-3, 1e-2], "weight_decay": [1e-4, 1e-2], "hidden": [512, 1024]})
+@register_head("mlp", streams=True, grid=DEFAULT_GRIDS["mlp"])
 class MLPHead(ProbeHead):
     """An MLP (GELU, dropout, label smoothing), AdamW + OneCycleLR, early-stopped on val.
 
