@@ -263,8 +263,8 @@ def _fit_on_val(req: FitRequest, entry: HeadEntry, feats: Features, reason: str 
     raw_ece = expected_calibration_error(np.exp(logp), val.labels)
     preds = Predictions(val.ids, apply_temperature(logp, temperature), val.labels)
     mode = f"{'sweep' if req.sweep else 'selected'} on val, {place}"
-    if passes := getattr(head, "n_passes_", None) if reason else None:
-        mode += f"; {passes} passes over train"
+    if source.streamed and hasattr(head, "n_passes_"):
+        mode += f"; {head.n_passes_} passes over train"
     if req.final:  # the chosen configuration refit on train + val; the temperature found on val carries over
         if source.streamed:
             source = source.with_rows(val.features, val.labels)
