@@ -110,8 +110,7 @@ def test_errors_are_one_line(store: Path, args: list[str], message: str) -> None
 
 
 def test_load_run_reproduces_the_stored_test_probabilities(store: Path) -> None:
-    from probes.runs import load_run
-
+    import probes
     from featstore.store import open_feature_set
 
     for head in ("logistic", "mlp"):
@@ -121,7 +120,7 @@ def test_load_run_reproduces_the_stored_test_probabilities(store: Path) -> None:
         run = list_runs(store / "runs")[0]
         assert run.config["head"] == head and "version" in run.config and "hidden" * (head == "mlp") in str(run.config["params"])
         test = open_feature_set("digits_rp", cache=store / "cache").load("test")
-        again = load_run(run.id, runs=store / "runs").predict_proba(test.features)
+        again = probes.load_run(run.id, runs=store / "runs").predict_proba(test.features)
         assert np.array_equal(again, run.predictions("test").probs)
         m = run.metrics
         assert m["temperature"] > 0 and m["val_ece"] <= m["val_ece_uncalibrated"] + 0.01 and m["val_ece"] < 0.06
