@@ -2,8 +2,10 @@
 
 Usage: python bench/probe_fit.py [--quick] [--repeats N]
 
-Features come from ../shared/bench/make_probe_features.py (20,000 train / 2,500 val,
-dim 1408, 500 classes; --quick: 100 classes, 4,000 / 500) and are cached in bench/out/.
+Features come from bench/make_probe_features.py (20,000 train / 2,500 val, dim 1408,
+500 classes; --quick: 100 classes, 4,000 / 500) and are cached in bench/out/. Besides the heads
+alone, the whole `probes fit` command is timed on the same features imported into a store, and
+a calibration run reports ECE before / after the temperature and the logistic + MLP ensemble.
 Every measured run is a separate Python process timed from the outside (imports, loading,
 fit and predict included), all in the same invocation so the ratios compare like with like.
 The fraction of matmul peak is the solver's matmul FLOPs (counted by the torch profiler in
@@ -27,9 +29,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out"
-MAKER = REPO.parent / "shared" / "bench" / "make_probe_features.py"
+MAKER = REPO / "bench" / "make_probe_features.py"
 SIZES = {"full": {}, "quick": {"C": 100, "n_tr": 4000, "n_va": 500}}
-RUNS = ("sklearn", "logistic", "logistic_sweep16", "mlp")
+RUNS = ("sklearn", "logistic", "logistic_sweep16", "mlp", "cli_logistic", "cli_mlp")
 
 
 # ----------------------------------------------------------------------------- data
@@ -118,7 +120,72 @@ def run_mlp(X, y, Xv, yv) -> dict:
             "epochs_run": head.epochs_run_}
 
 
-RUNNERS = {"sklearn": run_sklearn, "logistic": run_logistic, "logistic_flops": run_logistic_flops,
+def run_calibration(X, y, Xv, yv) -> dict:
+    """ECE before/after a temperature fitted on val (as `probes fit` does), the same with the
+    temperature fitted on one half of val and measured on the other (no reuse), and the ensemble
+    of the two calibrated heads (mean of calibrated probabilities) against its members on val."""
+    sys.path.insert(0, str(REPO))
+    from probes.calibration import apply_temperature, fit_temperature
+    from probes.heads import LogisticHead, MLPHead
+    from probes.metrics import expected_calibration_error as ece
+
+    out, calibrated = {}, {}
+    half = np.arange(len(yv)) % 2 == 0
+    for name, head in (("logistic", LogisticHead()), ("mlp", MLPHead())):
+        logp = head.fit(X, y, X_val=Xv, y_val=yv).predict_log_proba(Xv)
+        T = fit_temperature(logp, yv)
+        T_half = fit_temperature(logp[half], yv[half])
+        calibrated[name] = apply_temperature(logp, T)
+        out[name] = {"top1": float((logp.argmax(1) == yv).mean()), "T": T, "ece_before": ece(np.exp(logp), yv),
+                     "ece_after": ece(calibrated[name], yv),
+                     "ece_after_heldout_half": ece(apply_temperature(logp[~half], T_half), yv[~half]),
+                     "mean_max_prob_before": float(np.exp(logp).max(1).mean())}
+    from probes.ensemble import choose_weights
+
+    mean = (calibrated["logistic"] + calibrated["mlp"]) / 2
+    w = choose_weights([calibrated["logistic"], calibrated["mlp"]], yv)
+    mix = w[0] * calibrated["logistic"] + w[1] * calibrated["mlp"]
+    out["ensemble"] = {"top1": float((mix.argmax(1) == yv).mean()), "ece": ece(mix, yv), "weights": w.tolist(),
+                       "plain_mean_top1": float((mean.argmax(1) == yv).mean()), "plain_mean_ece": ece(mean, yv)}
+    out["val_top1"] = out["ensemble"]["top1"]
+    return out
+
+
+def run_cli(head: str, store: Path) -> dict:
+    """The command users run: `probes fit` in a fresh interpreter (imports, loading, fit, calibration,
+    predictions and the run folder included)."""
+    with __import__("tempfile").TemporaryDirectory() as runs:
+        proc = subprocess.run([sys.executable, "-c", "from cli import probes_app; probes_app()", "fit", "-f", "bench",
+                               "--head", head, "--cache", str(store), "--runs", runs], capture_output=True, text=True,
+                              cwd=REPO, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+        if proc.returncode:
+            raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
+        run = next(Path(runs).iterdir())
+        metrics = json.loads((run / "metrics.json").read_text())
+    return {"val_top1": metrics["val_top1"], "ece_before": metrics["val_ece_uncalibrated"], "ece": metrics["val_ece"]}
+
+
+def imported_store(data: Path) -> Path:
+    """The bench features imported once into a store (what `probes fit` reads)."""
+    store = data.with_suffix(".store")
+    if store.exists():
+        return store
+    sys.path.insert(0, str(REPO))
+    from featstore.importer import import_arrays
+
+    arrays = np.load(data)
+    tmp = data.with_suffix(".tmpdir")
+    tmp.mkdir(exist_ok=True)
+    files = {}
+    for split, (x, yy) in {"train": ("X", "y"), "val": ("X_val", "y_val")}.items():
+        ids = np.array([f"{c}/{split}{i:06d}.png" for i, c in enumerate(arrays[yy])])
+        np.savez(tmp / f"{split}.npz", features=arrays[x], labels=arrays[yy], ids=ids)
+        files[split] = tmp / f"{split}.npz"
+    import_arrays("bench", files, cache=store)
+    return store
+
+
+RUNNERS = {"sklearn": run_sklearn, "calibration": run_calibration, "logistic": run_logistic, "logistic_flops": run_logistic_flops,
            "logistic_sweep16": run_sweep16, "mlp": run_mlp}
 
 
@@ -132,6 +199,14 @@ def timed(name: str, data: Path) -> dict:
     wall time when other jobs compete for the cores."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
+    if name.startswith("cli_"):
+        store = imported_store(data)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        info = run_cli(name[4:], store)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return {**info, "wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
     proc = subprocess.run([sys.executable, __file__, "--child", name, "--data", str(data)],
                           capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0
@@ -159,6 +234,19 @@ def matmul_gflops(n: int, d: int, k: int) -> dict[str, float]:
     return out
 
 
+def cpu_capability(n: int, d: int, k: int) -> dict:
+    """Which matmul path the logistic head takes here, and whether the CPU has fast bf16."""
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from probes.heads.device import fast_bf16, resolve_dtype
+
+    cpu = torch.device("cpu")
+    return {"fast_bf16": fast_bf16(cpu), "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+            "amx": bool(torch.cpu._is_amx_tile_supported()),
+            "logistic_matmul_dtype": str(resolve_dtype("auto", cpu, n * (d + 1) * k)).replace("torch.", "")}
+
+
 def measure(quick: bool, repeats: int) -> dict:
     data = features(quick)
     with np.load(data) as arrays:
@@ -170,7 +258,8 @@ def measure(quick: bool, repeats: int) -> dict:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             results[name].append(timed(name, data))
     flops = timed("logistic_flops", data)
-    return {"quick": quick, "shape": {"n": n, "d": d, "classes": k}, "repeats": repeats,
+    calibration = timed("calibration", data)
+    return {"quick": quick, "cpu": cpu_capability(n, d, k), "calibration": calibration, "shape": {"n": n, "d": d, "classes": k}, "repeats": repeats,
             "runs": results, "matmul_gflops": matmul_gflops(n, d + 1, k),
             "logistic_matmul_gflop": flops["matmul_gflop"]}
 
@@ -192,8 +281,10 @@ def summarize(report: dict) -> dict:
 
 LABELS = {"sklearn": "scikit-learn `LogisticRegression()` default",
           "logistic": "`LogisticHead()` (C and shrink chosen on val)",
-          "logistic_sweep16": "logistic sweep, 16 configs (4 C x 4 shrink)",
-          "mlp": "`MLPHead()` default (early stopping on val)"}
+          "logistic_sweep16": "logistic sweep, 16 configs (4 C x 4 shrink) + the default search",
+          "mlp": "`MLPHead()` default (early stopping on val)",
+          "cli_logistic": "whole `probes fit --head logistic` command",
+          "cli_mlp": "whole `probes fit --head mlp` command"}
 
 
 def markdown(report: dict, summary: dict) -> str:
@@ -208,6 +299,19 @@ def markdown(report: dict, summary: dict) -> str:
                      f"{summary['cpu_s'][name]:.1f} | {top1:.1%} | "
                      f"{summary['speedup_vs_sklearn'][name]:.2f}x |")
     mm = report["matmul_gflops"]
+    cpu, cal = report["cpu"], report["calibration"]
+    lines += ["", f"CPU: fast bf16 {cpu['fast_bf16']} (AVX512-BF16 {cpu['avx512_bf16']}, AMX {cpu['amx']}); "
+              f"logistic solver matmuls ran in {cpu['logistic_matmul_dtype']}.", "",
+              "| head | val top-1 | T | ECE before | ECE after (T on val) | ECE after (T on other half) |",
+              "|---|---|---|---|---|---|"]
+    for name in ("logistic", "mlp"):
+        c = cal[name]
+        lines.append(f"| {name} | {c['top1']:.1%} | {c['T']:.3g} | {c['ece_before']:.3f} | {c['ece_after']:.3f} | "
+                     f"{c['ece_after_heldout_half']:.3f} |")
+    ens = cal["ensemble"]
+    lines.append(f"| ensemble, plain mean of calibrated probabilities | {ens['plain_mean_top1']:.1%} | | | "
+                 f"{ens['plain_mean_ece']:.3f} | |")
+    lines.append(f"| ensemble, weights chosen on val {ens['weights']} | {ens['top1']:.1%} | | | {ens['ece']:.3f} | |")
     lines += ["", f"16-config sweep / one fit: {summary['sweep16_over_single']:.2f}x. "
               f"LogisticHead fit+predict (imports excluded) {summary['logistic_fit_s']:.2f} s, "
               f"{report['logistic_matmul_gflop']:.0f} GFLOP in matmuls = "

@@ -109,42 +109,32 @@ def worker(mode: str, folder: str, head_kind: str, mlp_epochs: int, sweep_grid: 
     import torch
 
     from featstore.store import FeatureSet
-    from probes.blocks import feature_set_blocks
-    from probes.heads import LogisticHead, MLPHead
-    from probes.streaming import StreamingLogisticHead
-    from probes.streaming_mlp import StreamingMLPHead
+    from probes.heads import create_head, get_head
+    from probes.sources.blocks import feature_set_blocks
+    from probes.sources.memory import ArraySource
+    from probes.sources.store import BlockSource
 
-    if head_kind == "mlp":
-        in_memory, streaming = MLPHead, StreamingMLPHead
-        params = {"epochs": mlp_epochs, "device": "cpu"}
-    else:
-        in_memory, streaming, params = LogisticHead, StreamingLogisticHead, {"device": "cpu"}
-
+    params = {"epochs": mlp_epochs, "device": "cpu"} if head_kind == "mlp" else {"device": "cpu"}
     torch.manual_seed(0)
     fs = FeatureSet.open(Path(folder))
     val = fs.load("val")
     t0 = time.perf_counter()
-    if sweep_grid:  # the 16-configuration default grid of `probes fit --sweep`
-        from probes.sweep import sweep, sweep_blocks
-        from probes.train import default_grid
-
-        grid, params = default_grid(head_kind), {k: v for k, v in params.items() if k != "device"}
     if mode == "memory":
         train = fs.load("train")
-        load_s = time.perf_counter() - t0
-        if sweep_grid:
-            head = sweep(head_kind, grid, train.features, train.labels, val.features, val.labels, device="cpu",
-                         base_params=params).best_head
-        else:
-            head = in_memory(**params).fit(train.features, train.labels, X_val=val.features, y_val=val.labels)
-        extra = {"load_s": load_s}
+        extra = {"load_s": time.perf_counter() - t0}
+        source = ArraySource(train.features, train.labels)
     else:
-        if sweep_grid:
-            head = sweep_blocks(head_kind, grid, feature_set_blocks(fs), val.features, val.labels, device="cpu",
-                                base_params=params).best_head
-        else:
-            head = streaming(**params).fit_blocks(feature_set_blocks(fs), X_val=val.features, y_val=val.labels)
-        extra = {"passes": head.n_passes_}
+        source = BlockSource(feature_set_blocks(fs), fs.dim)
+        extra = {}
+    if sweep_grid:  # the default grid of `probes fit --sweep`
+        from probes.sweep import sweep
+
+        head = sweep(head_kind, get_head(head_kind).grid, source, None, val.features, val.labels,
+                     base_params=params).best_head
+    else:
+        head = create_head(head_kind, **params).fit(source, X_val=val.features, y_val=val.labels)
+    if mode != "memory":
+        extra["passes"] = head.n_passes_
     extra.update({"n_iter": head.n_iter_} if head_kind == "logistic" else
                  {"epochs_run": head.epochs_run_, "best_epoch": head.best_epoch_})
     seconds = time.perf_counter() - t0

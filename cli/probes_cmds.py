@@ -33,14 +33,40 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _parse_grid(items: list[str]) -> dict[str, list[Any]] | None:
+    """`--grid C=0.1,1 --grid shrink=1,10` -> {"C": [0.1, 1], "shrink": [1, 10]}; a tuple value keeps its commas."""
+    import ast
+
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise ValueError(f"--grid {item!r}: expected NAME=V1,V2,...")
+        try:
+            values = ast.literal_eval(f"[{raw}]")
+        except (ValueError, SyntaxError):
+            values = [v.strip() for v in raw.split(",")]
+        grid[key.strip()] = values
+    return grid or None
+
+
+def _grids_help() -> str:
+    """The built-in heads' default grids (a light import: --help must not load torch)."""
+    from probes.default_grids import DEFAULT_GRIDS
+
+    return "; ".join(f"{n}: " + " x ".join(f"{k}={','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in vals)}"
+                                           for k, vals in grid.items()) for n, grid in DEFAULT_GRIDS.items())
+
+
 @probes_app.command()
 @boundary
 def fit(
     features: Annotated[str, typer.Option("--features", "-f", help="Feature set(s): encoder name or key, comma-separated to concatenate per image (e.g. eva_giant_336,clip_vit_l14).")],
-    head: Annotated[str, typer.Option(help="logistic (multinomial L2, solved to convergence) or mlp (GELU, dropout, AdamW + OneCycleLR).")] = "logistic",
+    head: Annotated[str, typer.Option(help="A registered head (see `probes heads`): logistic (multinomial L2, solved to convergence), mlp (GELU, dropout, AdamW + OneCycleLR), ...")] = "logistic",
     cache: CacheOpt = None,
     runs: RunsOpt = None,
-    sweep: Annotated[bool, typer.Option("--sweep", help="Train a grid (lr x weight decay, and width for mlp) in one batched pass; select on val; print the grid.")] = False,
+    sweep: Annotated[bool, typer.Option("--sweep", help="Train the head's grid (--grid, else its default) in one batched pass and select on val; for logistic the default search's points compete too, so a sweep never scores below the plain fit on val. Default grids -- " + _grids_help())] = False,
+    grid: Annotated[Optional[list[str]], typer.Option("--grid", help="Sweep grid axis NAME=V1,V2,... (repeatable; implies --sweep), e.g. --grid C=0.01,0.1,1 --grid shrink=1,100.")] = None,
     final: Annotated[bool, typer.Option("--final", help="After selection, refit the chosen configuration on train+val (test predictions come from it).")] = False,
     cv: Annotated[Optional[int], typer.Option("--cv", min=2, help="Stratified K-fold over all labeled images instead of the val split (default 5 when there is no val split).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same head.")] = 0,
@@ -53,9 +79,10 @@ def fit(
     from featstore.provenance import label_leak_warnings
     from probes.train import FitRequest, fit_run
 
-    req = FitRequest(features=tuple(f.strip() for f in features.split(",") if f.strip()), head=head, sweep=sweep,
-                     final=final, cv=cv, seed=seed, normalize=normalize, device=device, params=_parse_params(param or []),
-                     memory_budget_gb=memory_gb)
+    grids = _parse_grid(grid or [])
+    req = FitRequest(features=tuple(f.strip() for f in features.split(",") if f.strip()), head=head,
+                     sweep=sweep or grids is not None, final=final, cv=cv, seed=seed, normalize=normalize, device=device,
+                     params=_parse_params(param or []), grid=grids, memory_budget_gb=memory_gb)
     for warning in label_leak_warnings(list(req.features), cache=cache):
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     with err.status(f"fitting {head} on {features} ..."):
@@ -64,8 +91,46 @@ def fit(
         render_table(res.table, title="selection" if not sweep else "sweep (val)")
     m = res.run.metrics
     out.print(f"[bold]{res.run.id}[/]  val top-1 {m['val_top1']:.2%}  top-5 {m['val_top5']:.2%}  "
-              f"macro-F1 {m['val_macro_f1']:.3f}  ({res.mode}; {res.seconds:.1f} s)", highlight=False)
-    out.print(f"params: {res.run.config['params']}  ->  {res.run.folder}", highlight=False)
+              f"macro-F1 {m['val_macro_f1']:.3f}  ECE {m['val_ece_uncalibrated']:.3f} -> {m['val_ece']:.3f} "
+              f"(T={m['temperature']:.3g})  ({res.mode}; {res.seconds:.1f} s)", highlight=False)
+    out.print(f"selected: {res.run.config['selected']}  ->  {res.run.folder}", highlight=False)
+
+
+@probes_app.command("heads")
+@boundary
+def heads_cmd(
+    name: Annotated[Optional[str], typer.Argument(help="One head (default: all).")] = None,
+) -> None:
+    """The registered heads and each one's parameters: default, valid values, default sweep grid."""
+    from probes.heads.registry import get_head, head_names, head_parameters
+
+    for n in [name] if name else head_names():
+        entry = get_head(n)
+        table = Table(title=f"{n}{' (streams)' if entry.streams else ''}: {entry.summary}", title_justify="left")
+        for c in ("parameter", "default", "valid", "sweep grid", "meaning"):
+            table.add_column(c)
+        for row in head_parameters(n):
+            grid = ",".join(map(str, row["grid"])) if row["grid"] else ""
+            table.add_row(row["name"], repr(row["default"]), row["valid"], grid, row["help"])
+        out.print(table)
+
+
+@probes_app.command()
+@boundary
+def predict(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or prefix).")],
+    features: Annotated[Optional[str], typer.Option("--features", "-f", help="Feature set(s) to apply the run to (same classes and dim; comma-separated to concatenate). Default: the run's own.")] = None,
+    split: Annotated[str, typer.Option(help="Split of the feature set to predict.")] = "test",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for probabilities-<split>.npz and submission.csv.")] = Path("predictions"),
+    fmt: Annotated[str, typer.Option("--format", help="Submission format: mva or boostcamp.")] = "mva",
+    runs: RunsOpt = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Apply a saved run (head, normalisation, temperature) to a feature set: probabilities and a submission."""
+    from probes.predict import predict_run
+
+    res = predict_run(run_id, features=features, split=split, out=out_dir, fmt=fmt, runs=runs, cache=cache)
+    out.print(f"wrote {res.probabilities} and {res.submission} ({res.n:,} rows)", highlight=False)
 
 
 def render_table(rows: list[dict[str, Any]], *, title: str, best_key: str = "val_top1") -> None:
@@ -105,7 +170,7 @@ def list_runs_cmd(runs: RunsOpt = None) -> None:
 def evaluate(
     run_ids: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN]...", help="Run ids (or prefixes). Default: the newest run.")] = None,
     runs: RunsOpt = None,
-    ensemble: Annotated[bool, typer.Option("--ensemble", help="Also evaluate the average of the runs' probabilities.")] = False,
+    ensemble: Annotated[bool, typer.Option("--ensemble", help="Also evaluate the runs' ensemble: a weighted mean of their calibrated probabilities, the weights chosen on val (never below its best member there).")] = False,
     plots: Annotated[Optional[Path], typer.Option(help="Folder for the PNGs. Default: the first run's folder.")] = None,
     top: Annotated[int, typer.Option(help="How many confused class pairs to list.")] = 10,
 ) -> None:
@@ -117,13 +182,18 @@ def evaluate(
     split = "val" if all(r.has("val") for r in chosen) else "oof"
     ev = evaluate_runs(chosen, split=split, ensemble=ensemble, plots_dir=plots)
     table = Table(title=f"{split} metrics", title_justify="left")
-    for c in ("run", "n", "top-1", "top-5", "macro-F1", "ECE", "worst classes"):
+    for c in ("run", "n", "top-1", "top-5", "macro-F1", "ECE (uncalibrated)", "worst classes"):
         table.add_column(c)
+    before = {r.id: r.metrics.get("val_ece_uncalibrated") for r in chosen}
     for name, m in ev.rows.items():
         worst = sorted((a, c) for c, a in m["per_class_acc"].items() if a is not None)[:3]
+        raw = f" ({before[name]:.3f})" if before.get(name) is not None else ""
         table.add_row(name, str(m["n"]), f"{m['top1']:.2%}", f"{m['top5']:.2%}", f"{m['macro_f1']:.3f}",
-                      f"{m['ece']:.3f}", ", ".join(f"{c} {a:.0%}" for a, c in worst))
+                      f"{m['ece']:.3f}{raw}", ", ".join(f"{c} {a:.0%}" for a, c in worst))
     out.print(table)
+    if ev.weights:
+        out.print("ensemble weights (chosen on val): " + ", ".join(f"{k} {w:.2f}" for k, w in ev.weights.items()),
+                  highlight=False)
     first = next(iter(ev.rows.values()))
     if first["confused_pairs"]:
         pairs = Table(title=f"most confused ({next(iter(ev.rows))})", title_justify="left")
@@ -143,7 +213,7 @@ def submit(
     out_path: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path("submission.csv"),
     fmt: Annotated[str, typer.Option("--format", help="mva (Id,Category; Id = test file stem) or boostcamp (ID,image_path,target in test.csv order).")] = "mva",
     sample: Annotated[Optional[Path], typer.Option(help="The competition's sample CSV: rows are written in its order, and its ids must match.")] = None,
-    ensemble: Annotated[Optional[list[str]], typer.Option("--ensemble", help="Average these runs instead (repeat the option per run).")] = None,
+    ensemble: Annotated[Optional[list[str]], typer.Option("--ensemble", help="Ensemble these runs instead (repeat the option per run): weighted mean of calibrated probabilities, weights chosen on val.")] = None,
     runs: RunsOpt = None,
     cache: CacheOpt = None,
 ) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from probes.data import ProbesError
 from probes.metrics import classification_metrics
 from probes.plots import plot_confusion, plot_per_class
+from probes.ensemble import ensemble_predictions, ensemble_weights
 from probes.runs import Predictions, Run
 
 
@@ -19,19 +20,7 @@ class Evaluation:
     split: str
     rows: dict[str, dict[str, Any]]  # run name (or "ensemble") -> metrics
     plots: list[Path] = field(default_factory=list)
-
-
-def ensemble_predictions(runs: list[Run], split: str) -> Predictions:
-    """Mean of the runs' probabilities (the seeds' best results were encoder ensembles)."""
-    preds = [r.predictions(split) for r in runs]
-    classes = runs[0].config["classes"]
-    for r, p in zip(runs[1:], preds[1:]):
-        if r.config["classes"] != classes:
-            raise ProbesError(f"runs {runs[0].id} and {r.id} have different class lists; cannot ensemble")
-        if not np.array_equal(p.ids, preds[0].ids):
-            raise ProbesError(f"runs {runs[0].id} and {r.id} predict different {split} images; cannot ensemble")
-    probs = np.mean([p.probs for p in preds], axis=0)
-    return Predictions(ids=preds[0].ids, probs=probs.astype(np.float32), labels=preds[0].labels)
+    weights: dict[str, float] = field(default_factory=dict)  # ensemble weight per run, chosen on val
 
 
 def evaluate_runs(runs: list[Run], *, split: str = "val", ensemble: bool = False, plots_dir: Path | None = None) -> Evaluation:
@@ -43,13 +32,15 @@ def evaluate_runs(runs: list[Run], *, split: str = "val", ensemble: bool = False
     if ensemble:
         if len(runs) < 2:
             raise ProbesError("--ensemble needs at least two runs")
-        named = {"ensemble": ensemble_predictions(runs, split), **named}
+        weights = ensemble_weights(runs)
+        named = {"ensemble": ensemble_predictions(runs, split, weights), **named}
+        out_weights = {r.id: float(w) for r, w in zip(runs, weights)}
     rows = {}
     for name, p in named.items():
         if (p.labels < 0).any():
             raise ProbesError(f"{split} split of {name} is unlabeled; evaluate on val")
         rows[name] = classification_metrics(p.probs, p.labels, classes)
-    out = Evaluation(split=split, rows=rows)
+    out = Evaluation(split=split, rows=rows, weights=out_weights if ensemble else {})
     folder = Path(plots_dir) if plots_dir else runs[0].folder
     folder.mkdir(parents=True, exist_ok=True)
     best = max(rows, key=lambda n: rows[n]["top1"])

@@ -137,3 +137,24 @@ def resolve_run(ref: str | None, *, runs: Path | None = None) -> Run:
         what = "matches several runs" if hits else "matches no run"
         raise ProbesError(f"{ref!r} {what}; known: {', '.join(r.id for r in all_runs[:8])}")
     return hits[0]
+
+
+def load_run(ref: str | Path | Run, *, runs: Path | None = None) -> Any:
+    """The run's fitted head with its normalisation and temperature (a ``probes.probe.Probe``):
+    ``load_run(RUN).predict_proba(features)`` applies it to any features of the same classes and dim."""
+    from safetensors.numpy import load_file
+    import torch
+
+    from probes.data import Normalizer
+    from probes.heads.registry import get_head
+    from probes.probe import Probe
+
+    run = ref if isinstance(ref, Run) else resolve_run(str(ref), runs=runs)
+    state = load_file(str(run.folder / "head.safetensors"))
+    entry = get_head(run.config["head"])
+    if not hasattr(entry.cls, "from_state_dict"):
+        raise ProbesError(f"run {run.id}: the {entry.name} head cannot be loaded back (it saves no state)")
+    norm = Normalizer.from_state(run.config.get("normalize", "none"), state)
+    head_state = {k: torch.from_numpy(v) for k, v in state.items() if not k.startswith("norm.")}
+    head = entry.cls.from_state_dict(head_state, run.config.get("params", {}))
+    return Probe(head, norm, float(run.config.get("temperature", 1.0)))  # runs before calibration: T = 1

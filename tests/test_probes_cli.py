@@ -97,7 +97,7 @@ def test_no_val_split_uses_stratified_kfold(store: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["fit", "-f", "nope"], "no feature set 'nope'"),
-    (["fit", "-f", "digits_px", "--head", "svm"], "unknown head 'svm'"),
+    (["fit", "-f", "digits_px", "--head", "svm"], "unknown head 'svm'; known: logistic, mlp"),
     (["fit", "-f", "digits_px", "-p", "bogus=1"], "bad parameter for the logistic head"),
     (["fit", "-f", "digits_px,digits_noval"], "split val is missing"),
     (["submit", "does-not-exist", "--out", "x.csv"], "matches no run"),
@@ -107,3 +107,65 @@ def test_errors_are_one_line(store: Path, args: list[str], message: str) -> None
     assert res.exit_code == 1
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], res.output
+
+
+def test_load_run_reproduces_the_stored_test_probabilities(store: Path) -> None:
+    import probes
+    from featstore.store import open_feature_set
+
+    for head in ("logistic", "mlp"):
+        res = _probes(store, "fit", "-f", "digits_rp", "--head", head, "-p", "epochs=5") if head == "mlp" else \
+            _probes(store, "fit", "-f", "digits_rp", "--head", head)
+        assert res.exit_code == 0, res.output
+        run = list_runs(store / "runs")[0]
+        assert run.config["head"] == head and "version" in run.config and "hidden" * (head == "mlp") in str(run.config["params"])
+        test = open_feature_set("digits_rp", cache=store / "cache").load("test")
+        again = probes.load_run(run.id, runs=store / "runs").predict_proba(test.features)
+        assert np.array_equal(again, run.predictions("test").probs)
+        m = run.metrics
+        assert m["temperature"] > 0 and m["val_ece"] <= m["val_ece_uncalibrated"] + 0.01 and m["val_ece"] < 0.06
+
+
+def test_predict_writes_probabilities_and_a_submission(store: Path) -> None:
+    res = _probes(store, "fit", "-f", "digits_px")
+    assert res.exit_code == 0, res.output
+    run = list_runs(store / "runs")[0]
+    out = store / "pred"
+    res = runner.invoke(probes_app, ["predict", run.id, "--features", "digits_px", "--out", str(out),
+                                     "--runs", str(store / "runs"), "--cache", str(store / "cache")])
+    assert res.exit_code == 0, res.output
+    with np.load(out / "probabilities-test.npz") as z:
+        assert np.array_equal(z["probs"], run.predictions("test").probs)
+    header, rows = read_submission(out / "submission.csv")
+    assert header == ["Id", "Category"] and len(rows) == 100
+    res = runner.invoke(probes_app, ["predict", run.id, "--features", "digits_rp", "--out", str(out),
+                                     "--runs", str(store / "runs"), "--cache", str(store / "cache")])
+    assert res.exit_code == 1 and "expects 64 features per image; digits_rp has 32" in res.output
+
+
+def test_grid_option_and_heads_listing(store: Path) -> None:
+    res = _probes(store, "fit", "-f", "digits_rp", "--grid", "C=0.01,1", "--grid", "shrink=1")
+    assert res.exit_code == 0, res.output
+    run = list_runs(store / "runs")[0]
+    assert run.config["sweep"] and run.config["grid"] == {"C": [0.01, 1], "shrink": [1]}
+    res = runner.invoke(probes_app, ["heads"])
+    assert res.exit_code == 0 and "logistic" in res.output and "mlp" in res.output and "dropout" in res.output
+    res = runner.invoke(probes_app, ["fit", "--help"])
+    assert "logistic: C=" in " ".join(res.output.split())
+
+
+def test_bad_parameter_values_are_one_line(store: Path) -> None:
+    res = _probes(store, "fit", "-f", "digits_px", "--head", "mlp", "-p", "dropout=1.5")
+    assert res.exit_code == 1 and "dropout must be float in [0, 1), got 1.5" in res.output
+    res = _probes(store, "fit", "-f", "digits_px", "--head", "knn")
+    assert res.exit_code == 1 and "unknown head 'knn'; known: logistic, mlp" in res.output
+
+
+def test_cv_threads_groups_into_the_folds(store: Path) -> None:
+    from probes.train import FitRequest, fit_run
+
+    n = 1000  # digits_noval: the 1000 train rows
+    groups = np.arange(n) // 4
+    res = fit_run(FitRequest(features=("digits_noval",), cv=3), cache=store / "cache", runs=store / "runs",
+                  groups=groups)
+    assert "grouped" in res.mode and res.run.config["groups"] is True and res.run.metrics["val_top1"] > 0.9

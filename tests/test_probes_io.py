@@ -168,3 +168,18 @@ def test_a_class_without_training_images_is_refused(tmp_path: Path) -> None:
         with pytest.raises(ProbesError, match="1 class\\(es\\) have no training image: 'cat'"):
             fit_run(FitRequest(features=("gap",), device="cpu", memory_budget_gb=budget), cache=tmp_path / "cache",
                     runs=tmp_path / "runs")
+
+
+def test_ensemble_is_never_below_its_best_member_on_val(tmp_path: Path) -> None:
+    """A strong run and a confidently wrong one: a plain mean drops below the strong run, the
+    val-chosen weights do not."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 60)
+    ids = [f"{'abc'[c]}/{i}" for i, c in enumerate(labels)]
+    good = np.eye(3)[np.where(rng.random(60) < 0.8, labels, (labels + 1) % 3)] * 0.4 + 0.2
+    bad = np.eye(3)[(labels + 2) % 3] * 0.97 + 0.01
+    r1, r2 = _run(tmp_path / "runs", good, ids, labels, name="good"), _run(tmp_path / "runs", bad, ids, labels, name="bad")
+    plain = (np.mean([good, bad], 0).argmax(1) == labels).mean()
+    ev = evaluate_runs([r1, r2], ensemble=True, plots_dir=tmp_path / "plots")
+    assert plain < ev.rows[r1.id]["top1"] <= ev.rows["ensemble"]["top1"]
+    assert ev.weights[r1.id] > ev.weights[r2.id]

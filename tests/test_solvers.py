@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from probes import solvers
+from probes.linear import eigenbasis as eb
+from probes.linear import objective, ridge
+from probes.linear.design import SolverOptions, whiten_split
+from probes.linear.path import LamPath, calibrated_xent
+from probes.mlp import stacked, trainer
+from probes.mlp.batches import TensorBatches
+from probes.mlp.schedule import onecycle
 
 
 def blobs(n: int = 300, d: int = 12, k: int = 4, *, seed: int = 0, scale: float = 3.0):
@@ -21,7 +27,7 @@ def blobs(n: int = 300, d: int = 12, k: int = 4, *, seed: int = 0, scale: float 
 
 def test_eigenbasis_normalises_and_diagonalises():
     X, _ = blobs()
-    basis = solvers.fit_eigenbasis(X)
+    basis = eb.fit_eigenbasis(X)
     assert basis.eigvals.mean().item() == pytest.approx(1.0, rel=1e-4)
     xs = (X - basis.mean) * basis.scale
     cov = xs.T @ xs / len(X)
@@ -32,7 +38,7 @@ def test_eigenbasis_normalises_and_diagonalises():
 def test_standardize_gives_constant_features_zero_scale():
     X, _ = blobs()
     X[:, 3] = 7.0
-    basis = solvers.fit_eigenbasis(X, standardize=True)
+    basis = eb.fit_eigenbasis(X, standardize=True)
     assert basis.scale[3] == 0
     assert torch.isfinite(basis.eigvals).all()
 
@@ -40,23 +46,23 @@ def test_standardize_gives_constant_features_zero_scale():
 def test_ridge_path_matches_a_direct_solve():
     X, y = blobs()
     Xv, yv = blobs(seed=1)
-    basis = solvers.fit_eigenbasis(X)
+    basis = eb.fit_eigenbasis(X)
     alpha = 0.3
     xs, xvs = (X - basis.mean) * basis.scale, (Xv - basis.mean) * basis.scale
     Y = torch.nn.functional.one_hot(y).double()
     W = torch.linalg.solve(xs.double().T @ xs.double() / len(X) + alpha * torch.eye(X.shape[1]),
                            xs.double().T @ Y / len(X))
     expected = ((xvs.double() @ W + Y.mean(0)).argmax(1) == yv).double().mean().item()
-    [got] = solvers.ridge_path(basis, X, y, Xv, yv, [alpha], n_classes=4, dtype=torch.float32)
+    [got] = ridge.ridge_path(basis, X, y, Xv, yv, [alpha], n_classes=4, dtype=torch.float32)
     assert got == pytest.approx(expected)
 
 
 def whitened_problem(lam: float = 0.05, shrink: float = 0.5):
     X, y = blobs()
-    basis = solvers.fit_eigenbasis(X)
-    data = solvers.whiten_split(basis, X, y, None, base=shrink, dtype=torch.float32)
-    rung = solvers.Rung(data, shrink=2.0, theta=solvers.initial_theta(y, X.shape[1], 4), lam=lam,
-                        options=solvers.SolverOptions(tol=1e-8))
+    basis = eb.fit_eigenbasis(X)
+    data = whiten_split(basis, X, y, None, base=shrink, dtype=torch.float32)
+    rung = LamPath(data, shrink=2.0, theta=objective.initial_theta(y, X.shape[1], 4), lam=lam,
+                        options=SolverOptions(tol=1e-8))
     return X, y, basis, data, rung
 
 
@@ -70,7 +76,7 @@ def objective64(data, rung, theta: torch.Tensor) -> torch.Tensor:
 def test_gradient_matches_autograd():
     _, _, _, data, rung = whitened_problem()
     theta = (torch.randn_like(rung.problem.theta) * 0.1).double().requires_grad_()
-    problem = solvers.SoftmaxProblem(data.z, data.y, theta.detach().float(), rung.problem.lam,
+    problem = objective.SoftmaxProblem(data.z, data.y, theta.detach().float(), rung.problem.lam,
                                      weights=rung.weights, variance=rung.variance)
     objective64(data, rung, theta).backward()
     assert torch.allclose(problem.grad.double(), theta.grad, atol=1e-6)
@@ -103,7 +109,7 @@ def test_to_raw_reproduces_whitened_logits():
 def test_calibrated_xent_finds_the_best_temperature():
     g = torch.Generator().manual_seed(0)
     logits, y = torch.randn(200, 5, generator=g) * 4, torch.randint(0, 5, (200,), generator=g)
-    best = solvers.calibrated_xent(logits, y).mean()
+    best = calibrated_xent(logits, y).mean()
     for t in (0.3, 1.0, 3.0):
         assert best <= torch.nn.functional.cross_entropy(logits / t, y) + 1e-5
 
@@ -112,7 +118,7 @@ def test_onecycle_matches_torch_scheduler():
     opt = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=20)
     for step in range(20):
-        factor, beta1 = solvers.onecycle(step, 20)
+        factor, beta1 = onecycle(step, 20)
         assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * factor)
         assert opt.param_groups[0]["betas"][0] == pytest.approx(beta1)
         opt.step()
@@ -122,16 +128,16 @@ def test_onecycle_matches_torch_scheduler():
 def test_one_stacked_head_trains_like_torch_adamw_onecycle():
     X, y = blobs(n=200, d=10)
     X = (X - X.mean(0)) / X.std(0)
-    spec = solvers.MLPSpec(lr=3e-3, weight_decay=0.05, hidden=(16,), dropout=0.0)
-    options = solvers.TrainOptions(epochs=3, batch_size=64, early_stopping=False)
-    model = solvers.init_stacked([spec], 10, 4, seed=0, device=torch.device("cpu"))
+    spec = stacked.MLPSpec(lr=3e-3, weight_decay=0.05, hidden=(16,), dropout=0.0)
+    options = trainer.TrainOptions(epochs=3, batch_size=64, early_stopping=False)
+    model = stacked.init_stacked([spec], 10, 4, seed=0, device=torch.device("cpu"))
     (w1, b1), (w2, b2) = model.head(0)
     net = torch.nn.Sequential(torch.nn.Linear(10, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
     with torch.no_grad():
         for layer, (w, b) in zip((net[0], net[2]), ((w1, b1), (w2, b2))):
             layer.weight.copy_(w)
             layer.bias.copy_(b)
-    solvers.train_stacked(model, [spec], solvers.TensorBatches(X, y), None, options)
+    trainer.train_stacked(model, [spec], TensorBatches(X, y), None, options)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=0.05)
     steps = 3 * math.ceil(200 / 64)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
@@ -154,18 +160,18 @@ def test_one_stacked_head_trains_like_torch_adamw_onecycle():
 def test_batched_heads_equal_heads_trained_alone():
     """Shared init, data order and dropout noise: a head does not feel its neighbours."""
     X, y = blobs(n=200, d=10)
-    specs = [solvers.MLPSpec(lr=lr, weight_decay=wd, hidden=(8,), dropout=0.2)
+    specs = [stacked.MLPSpec(lr=lr, weight_decay=wd, hidden=(8,), dropout=0.2)
              for lr, wd in ((1e-3, 0.0), (1e-2, 0.1))]
-    options = solvers.TrainOptions(epochs=2, batch_size=50, early_stopping=False)
-    together = solvers.init_stacked(specs, 10, 4, seed=3, device=torch.device("cpu"))
-    solvers.train_stacked(together, specs, solvers.TensorBatches(X, y), None, options)
-    alone = solvers.init_stacked(specs[1:], 10, 4, seed=3, device=torch.device("cpu"))
-    solvers.train_stacked(alone, specs[1:], solvers.TensorBatches(X, y), None, options)
+    options = trainer.TrainOptions(epochs=2, batch_size=50, early_stopping=False)
+    together = stacked.init_stacked(specs, 10, 4, seed=3, device=torch.device("cpu"))
+    trainer.train_stacked(together, specs, TensorBatches(X, y), None, options)
+    alone = stacked.init_stacked(specs[1:], 10, 4, seed=3, device=torch.device("cpu"))
+    trainer.train_stacked(alone, specs[1:], TensorBatches(X, y), None, options)
     for (wa, ba), (wb, bb) in zip(together.head(1), alone.head(0)):
         assert torch.allclose(wa, wb, atol=1e-6) and torch.allclose(ba, bb, atol=1e-6)
 
 
 def test_heads_of_different_depths_are_refused():
-    specs = [solvers.MLPSpec(1e-3, 0.0, (8,), 0.0), solvers.MLPSpec(1e-3, 0.0, (8, 8), 0.0)]
+    specs = [stacked.MLPSpec(1e-3, 0.0, (8,), 0.0), stacked.MLPSpec(1e-3, 0.0, (8, 8), 0.0)]
     with pytest.raises(ValueError, match="same number of hidden layers"):
-        solvers.init_stacked(specs, 4, 2, seed=0, device=torch.device("cpu"))
+        stacked.init_stacked(specs, 4, 2, seed=0, device=torch.device("cpu"))

@@ -7,9 +7,10 @@ import pytest
 import torch
 from test_streaming import store  # noqa: F401  (the shared feature-set fixture)
 
-from probes.blocks import array_blocks
 from probes.heads import MLPHead
-from probes.streaming_mlp import ShuffledBlocks, StreamingMLPHead
+from probes.mlp.batches import ShuffledBlocks
+from probes.sources.blocks import array_blocks
+from probes.sources.store import BlockSource
 from probes.train import FitRequest, fit_run
 
 FAST = {"hidden": (64,), "epochs": 12, "batch_size": 128, "lr": 3e-3, "dropout": 0.1, "device": "cpu"}
@@ -46,15 +47,16 @@ def test_streamed_mlp_matches_in_memory_accuracy():
     x, y = _sorted_blobs(4000)
     xv, yv = _sorted_blobs(1000, seed=1)
     memory = MLPHead(**FAST).fit(x, y, X_val=xv, y_val=yv).score(xv, yv)
-    head = StreamingMLPHead(**FAST).fit(x, y, X_val=xv, y_val=yv, block_rows=500)
+    head = MLPHead(**FAST).fit(BlockSource(array_blocks(x, y, 500), 16), X_val=xv, y_val=yv)
     assert 0.6 < memory < 0.995
     assert abs(head.score(xv, yv) - memory) <= 0.02, (head.score(xv, yv), memory)
     assert head.n_passes_ == 1 + head.epochs_run_ and 1 <= head.best_epoch_ <= head.epochs_run_
     np.testing.assert_allclose(head.mean_, x.mean(0), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(1 / head.scale_, x.std(0), rtol=1e-4)
-    with pytest.raises(ValueError, match="stops early on val"):
-        StreamingMLPHead(**FAST).fit(x, y)
-    assert StreamingMLPHead(**{**FAST, "early_stopping": False, "epochs": 2}).fit(x, y).epochs_run_ == 2
+    with pytest.raises(ValueError, match="streamed train rows hold nothing out: pass X_val and y_val"):
+        MLPHead(**FAST).fit(BlockSource(array_blocks(x, y, 500), 16))
+    unstopped = MLPHead(**{**FAST, "early_stopping": False, "epochs": 2}).fit(BlockSource(array_blocks(x, y, 500), 16))
+    assert unstopped.epochs_run_ == 2
 
 
 def test_fit_run_streams_the_mlp_over_budget(store, tmp_path):  # noqa: F811

@@ -2,8 +2,7 @@
 
 A ``BlockList`` is re-iterable (``blocks()`` is one pass in order) and random access
 (``blocks.read(i, lo, hi)``), so the logistic head streams passes and the MLP head draws shuffled
-windows from the same source. ``Buffers`` reuse per-block memory; ``pass_statistics`` is the one pass
-both heads start with.
+windows from the same source. ``Buffers`` reuse per-block memory.
 """
 
 from __future__ import annotations
@@ -67,18 +66,6 @@ def chain_blocks(*sources: BlockList) -> BlockList:
     return BlockList([s.sizes[i] for s, i in owners], read, np.concatenate([s.labels for s in sources]))
 
 
-class FitsArraysAsBlocks:
-    """``fit(X, y)`` for a streaming head: the same streaming code over blocks of in-memory arrays
-    (tests, small data), so its sklearn contract holds."""
-
-    def fit(self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, block_rows: int = 4096) -> Any:
-        from probes.heads import check_features, check_labels
-
-        X = check_features(X)
-        y = check_labels(y, len(X))
-        return self.fit_blocks(array_blocks(X, y, block_rows), X_val=X_val, y_val=y_val)
-
-
 class Buffers:
     """Reused per-block buffers: a fresh 10 MB tensor per block costs more in page faults than the
     conversion itself (fp16 -> fp32 into a fresh tensor 1.6 GB/s, into a reused one 19 GB/s)."""
@@ -101,45 +88,3 @@ class Buffers:
     def low_precision(self, x: Tensor) -> Tensor:
         """The same rows in the matmul dtype (a second reused buffer when that is not float32)."""
         return x if self.dtype == torch.float32 else self.low[:len(x)].copy_(x)
-
-
-def pass_statistics(blocks: BlockList, device: torch.device, *, gram: bool = True) -> dict[str, Any]:
-    """One pass of exact statistics: n, mean, the covariance (``gram``) or the variances, the class
-    sums and counts (float64 sums of float32 blocks shifted by the first block's mean, so nothing
-    cancels). ``classes`` are the sorted labels seen; fewer than two is an error (no classifier)."""
-    n, shift, s1, s2, buffers = 0, None, None, None, None
-    csum: dict[Any, Tensor] = {}
-    cnt: dict[Any, int] = {}
-    for xb, yb in blocks():
-        if shift is None:
-            d = xb.shape[1]
-            shift = torch.from_numpy(np.asarray(xb, dtype=np.float32).mean(0)).to(device)
-            buffers = Buffers(d, torch.float32, device)
-            s1 = torch.zeros(d, dtype=torch.float64, device=device)
-            s2 = torch.zeros((d, d) if gram else (d,), dtype=torch.float64, device=device)
-        elif xb.shape[1] != shift.numel():
-            raise ValueError(f"blocks have different widths: {shift.numel()} and {xb.shape[1]}")
-        xc = buffers.load(xb, shift)
-        if not torch.isfinite(xc).all():
-            raise ValueError("train features contain NaN or infinity")
-        n += len(xc)
-        s1 += xc.sum(0, dtype=torch.float64)
-        s2 += xc.T @ xc if gram else (xc * xc).sum(0, dtype=torch.float64)
-        uniq, inv = np.unique(np.asarray(yb), return_inverse=True)
-        sums = torch.zeros(len(uniq), xc.shape[1], device=device).index_add_(
-            0, torch.from_numpy(inv.astype(np.int64)).to(device), xc).double()
-        bins = np.bincount(inv, minlength=len(uniq))
-        for j, label in enumerate(uniq.tolist()):
-            csum[label] = csum[label] + sums[j] if label in csum else sums[j]
-            cnt[label] = cnt.get(label, 0) + int(bins[j])
-    if n == 0:
-        raise ValueError("the train blocks are empty")
-    classes = sorted(csum)
-    if len(classes) < 2:
-        raise ValueError(f"y has a single class ({classes[0]!r}); a classifier needs at least 2")
-    m = s1 / n
-    second = s2 / n - (torch.outer(m, m) if gram else m * m)
-    return {"n": n, "d": shift.numel(), "classes": np.array(classes), "shift": shift.double(),
-            "mean": shift.double() + m, ("cov" if gram else "var"): second,
-            "class_sums": torch.stack([csum[c] for c in classes]),
-            "counts": torch.tensor([cnt[c] for c in classes], dtype=torch.float64, device=device)}
