@@ -176,6 +176,7 @@ def _now() -> str:
 
 
 def _fit_holdout(req: FitRequest, feats: Features):
+    from probes.groups import holdout_note
     train, val = feats.split("train"), feats.split("val")
     if (val.labels < 0).any():
         raise ProbesError("the val split has unlabeled images; it cannot select a head")
@@ -185,7 +186,7 @@ def _fit_holdout(req: FitRequest, feats: Features):
     pv = head.predict_proba(xv)
     val_metrics = classification_metrics(pv, val.labels, feats.classes)
     preds = {"val": Predictions(val.ids, pv, val.labels)}
-    mode = "sweep on val" if req.sweep else "selected on val"
+    mode = ("sweep on val" if req.sweep else "selected on val") + holdout_note(feats)
     if req.final:  # the selected configuration, refit on everything labeled (the seeds gained ~1 point)
         allx = np.concatenate([train.features, val.features])
         norm = Normalizer(norm.kind).fit(allx)
@@ -247,7 +248,7 @@ def _fit_streaming(req: FitRequest, feats: Features, reason: str):
 
 def _fit_cv(req: FitRequest, feats: Features):
     """Stratified K-fold over all labeled images: out-of-fold metrics, then one fit on all of them."""
-    from sklearn.model_selection import StratifiedKFold
+    from probes.groups import grouped_folds
 
     parts = [feats.split("train")] + ([feats.splits["val"]] if "val" in feats.splits else [])
     x = np.concatenate([p.features for p in parts])
@@ -260,7 +261,8 @@ def _fit_cv(req: FitRequest, feats: Features):
         raise ProbesError(f"--cv {k}: needs k >= 2 and at least k images in every class (smallest class has {smallest})")
     oof = np.zeros((len(y), len(feats.classes)), dtype=np.float32)
     chosen_all, table = [], []
-    for fold, (tr, va) in enumerate(StratifiedKFold(k, shuffle=True, random_state=req.seed).split(x, y)):
+    folds, grouping = grouped_folds(feats, [p for p in ("train", "val") if p in feats.splits], y, k=k, seed=req.seed)
+    for fold, (tr, va) in enumerate(folds):
         norm = Normalizer(req.normalize or DEFAULT_NORM[req.head]).fit(x[tr])
         head, t, chosen = _select(req, norm.transform(x[tr]), y[tr], norm.transform(x[va]), y[va])
         oof[va] = head.predict_proba(norm.transform(x[va]))
@@ -270,7 +272,7 @@ def _fit_cv(req: FitRequest, feats: Features):
     norm = Normalizer(req.normalize or DEFAULT_NORM[req.head]).fit(x)
     head = make_head(req.head, seed=req.seed, device=req.device, params={**req.params, **chosen}).fit(norm.transform(x), y)
     metrics = classification_metrics(oof, y, feats.classes)
-    mode = f"{k}-fold CV ({'no val split' if 'val' not in feats.splits else 'train+val'}), refit on all"
+    mode = f"{k}-fold CV ({'no val split' if 'val' not in feats.splits else 'train+val'}; {grouping}), refit on all"
     return head, norm, table, chosen, mode, metrics, {"oof": Predictions(ids, oof, y)}
 
 
