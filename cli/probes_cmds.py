@@ -8,10 +8,13 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from cli.audit_cmds import render_audit_line
 from cli.common import CacheOpt, boundary, err, out
+from cli.report_cmds import report
 
 probes_app = typer.Typer(help="Train, compare, evaluate and submit classifier heads on cached features.",
                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+probes_app.command()(report)
 
 RunsOpt = Annotated[Optional[Path], typer.Option("--runs", help="Runs folder. Default: $PROBES_RUNS or ./runs.", show_default=False)]
 
@@ -55,6 +58,7 @@ def fit(
     req = FitRequest(features=tuple(f.strip() for f in features.split(",") if f.strip()), head=head, sweep=sweep,
                      final=final, cv=cv, seed=seed, normalize=normalize, device=device, params=_parse_params(param or []),
                      memory_budget_gb=memory_gb)
+    render_audit_line(req.features, cache=cache)
     with err.status(f"fitting {head} on {features} ..."):
         res = fit_run(req, cache=cache, runs=runs)
     if res.table:
