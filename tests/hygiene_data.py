@@ -54,3 +54,43 @@ def write_copies_csv(root: Path, *, classes: int = 8, per_class: int = 14, test_
         w.writerow(["image_path"])
         w.writerows([[f"t{t:04d}.png"] for t in order])
     return np.asarray(test_labels)
+
+
+def _augment(im: Image.Image, kind: int, rng: np.random.Generator) -> Image.Image:
+    """What offline augmentation does to a copy: blur, JPEG re-encode, a one-pixel shift, darker."""
+    import io
+
+    from PIL import ImageChops
+
+    if kind == 0:
+        return im.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.4, 1.0))))
+    if kind == 1:
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=int(rng.integers(60, 90)))
+        return Image.open(io.BytesIO(buf.getvalue())).convert("L")
+    if kind == 2:
+        return ImageChops.offset(im, int(rng.choice([-1, 1])), 0)
+    return im.point(lambda v: int(v * rng.uniform(0.85, 0.95)))
+
+
+def write_planted_folders(root: Path, *, classes: int = 6, counts: dict[str, int] | None = None, rate: float = 0.15,
+                          seed: int = 1) -> set[frozenset[tuple[str, str]]]:
+    """Folder layout (train/ val/ test/) where ~``rate`` of the images get an augmented copy, in train
+    mostly, else in val or test (a leak). Returns the planted pairs as {(split, id), (split, id)}."""
+    rng = np.random.default_rng(seed)
+    counts = counts or {"train": 40, "val": 10, "test": 10}
+    centres = rng.uniform(6, SIZE - 6, (classes, 3, 2))
+    for split in counts:
+        for k in range(classes):
+            (root / split / f"k{k}").mkdir(parents=True)
+    planted = set()
+    for k in range(classes):
+        for split, n in counts.items():
+            for i in range(n):
+                im, name = blob_image(rng, centres[k]), f"k{k}/{split}{i}.png"
+                im.save(root / split / name)
+                if rng.random() < rate:
+                    other, copy = str(rng.choice(list(counts), p=[0.6, 0.2, 0.2])), f"k{k}/{split}{i}_copy.png"
+                    _augment(im, int(rng.integers(4)), rng).save(root / other / copy)
+                    planted.add(frozenset([(split, name), (other, copy)]))
+    return planted
