@@ -40,6 +40,7 @@ document.querySelectorAll('input.filter').forEach(function (box) {
     });
   });
 });
+document.body.dataset.ready = '1';  // the browser test reads it: every script above ran without throwing
 """
 
 
