@@ -75,12 +75,16 @@ def _pairs(block: np.ndarray, lo: int, piece: np.ndarray, piece16: torch.Tensor,
     """Pairs (piece row p, block row q) with p < q: screened in bf16, confirmed in float32."""
     q16 = torch.from_numpy(block).to(torch.bfloat16)
     qpos = np.arange(lo, lo + len(block))
-    for c0 in range(0, len(piece), QUERY_COLS):
-        p16 = piece16[c0:c0 + QUERY_COLS]
+    for c0 in range(0, min(len(piece), lo + len(block) - start), QUERY_COLS):  # only columns p < some q
+        p16 = piece16[c0:min(c0 + QUERY_COLS, lo + len(block) - start)]
         sims = q16 @ p16.T
-        qi, pj = (t.numpy() for t in torch.nonzero(sims >= threshold - SCREEN_MARGIN, as_tuple=True))
-        if not len(qi):
+        # nonzero over the whole tile costs ~10x the product; a row maximum first leaves it only the rows
+        # that hold a candidate (few, but for the tiles on the diagonal, where each row meets itself)
+        rows = torch.nonzero(sims.amax(1) >= threshold - SCREEN_MARGIN).squeeze(1)
+        if not len(rows):
             continue
+        r, pj = (t.numpy() for t in torch.nonzero(sims[rows] >= threshold - SCREEN_MARGIN, as_tuple=True))
+        qi = rows.numpy()[r]
         pglob = start + c0 + pj
         keep = pglob < qpos[qi]
         qi, pj, pglob = qi[keep], pj[keep], pglob[keep]
