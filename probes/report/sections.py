@@ -24,8 +24,8 @@ def pct(v: float | None) -> tuple[str, Any]:
 
 
 def metrics_section(rows: dict[str, dict[str, Any]], seconds: dict[str, float]) -> str:
-    body = [[(escape(n), n), (str(m["n"]), m["n"]), pct(m["top1"]), pct(m["top5"]), (f"{m['macro_f1']:.3f}", m["macro_f1"]),
-             (f"{m['ece']:.3f}", m["ece"]), (f"{seconds.get(n, 0):.1f}", seconds.get(n, 0))] for n, m in rows.items()]
+    body = [[(f"#{k + 1} {escape(n)}", n), (str(m["n"]), m["n"]), pct(m["top1"]), pct(m["top5"]), (f"{m['macro_f1']:.3f}", m["macro_f1"]),
+             (f"{m['ece']:.3f}", m["ece"]), (f"{seconds.get(n, 0):.1f}", seconds.get(n, 0))] for k, (n, m) in enumerate(rows.items())]
     return table(["run", "n", "top-1", "top-5", "macro-F1", "ECE", "fit s"], body, numeric={1, 2, 3, 4, 5, 6})
 
 
@@ -35,7 +35,7 @@ def per_class_section(rows: dict[str, dict[str, Any]], classes: list[str], suppo
     for k, c in enumerate(classes):
         accs = [rows[n]["per_class_acc"][c] for n in names]
         body.append([(escape(c), c), (str(int(support[k])), int(support[k])), *[pct(a) for a in accs]])
-    head = ["class", "images", *[f"top-1 {n[-24:]}" for n in names]]
+    head = ["class", "images", *[f"top-1 #{k + 1}" for k in range(len(names))]]  # runs numbered as in the metrics
     return ('<input class="filter" placeholder="filter classes..." aria-label="filter classes">'
             f'<div class="scroll">{table(head, body, numeric=set(range(1, 2 + len(names))))}</div>')
 
