@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from featstore.audit.clusters import Cluster, build_clusters, rows_to_drop
+from featstore.audit.clusters import Cluster, build_clusters, hash_pairs, rows_to_drop
 from featstore.audit.labels import LabelIssues, find_label_issues, oof_probabilities
 from featstore.audit.neighbours import close_pairs
 from featstore.audit.rows import AuditRows, store_rows
@@ -41,11 +41,11 @@ class AuditResult:
 
     def summary(self) -> str:
         """The one line shown after extract and before fit."""
-        exact = sum(1 for c in self.clusters if c.exact)
+        copies = len(hash_pairs(self.rows.sha1)[0])
         leak_rows = sum(len(c.rows) for c in self.leaks)
         by_pair = ", ".join(f"{'/'.join(c)} {n}" for c, n in _leak_counts(self.leaks).items())
-        line = (f"audit: {len(self.rows):,} images, {len(self.clusters)} duplicate clusters ({exact} byte-identical, "
-                f"{len(self.clusters) - exact} near, cos >= {self.threshold:g}), "
+        line = (f"audit: {len(self.rows):,} images, {len(self.clusters)} duplicate clusters (same bytes or cos >= "
+                f"{self.threshold:g}; {copies} byte-identical copies), "
                 f"{len(self.leaks)} across splits" + (f" ({by_pair}; {leak_rows} images)" if self.leaks else ""))
         if self.labels is not None:
             line += f", {len(self.labels.rows)} likely label errors"
