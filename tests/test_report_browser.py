@@ -71,3 +71,15 @@ def test_report_renders_in_chromium(report, tmp_path):
     assert 'data-ready="1"' in dom.stdout  # the page's scripts ran to the end
     confused = dom.stdout.split("Most confused class pairs")[1].split("Data audit")[0]
     assert len(re.findall(r'<img class="thumb" src="data:image/jpeg;base64,', confused)) >= 5
+
+
+def test_per_class_table_holds_500_classes():
+    """At 500 classes the accuracy is a table (filterable, sortable, scrolling), not a plot of specks."""
+    from probes.report.sections import per_class_section
+
+    classes = [f"class{k:03d}" for k in range(500)]
+    rows = {"a": {"per_class_acc": {c: k / 500 for k, c in enumerate(classes)}},
+            "b": {"per_class_acc": {c: None for c in classes}}}
+    html = per_class_section(rows, classes, np.full(500, 3))
+    assert html.count("<tr>") == 501 and 'class="scroll"' in html and 'class="filter"' in html
+    assert "top-1 #2" in html and ">–<" in html
