@@ -10,9 +10,6 @@ from rich.table import Table
 
 from cli.common import CacheOpt, boundary, err, out
 
-# Past this many images the summary after extract / before fit is not computed (a full audit is minutes).
-SUMMARY_MAX_ROWS = 200_000
-
 
 def render_audit_line(ref: str | Path | tuple[str, ...], *, cache: Optional[Path] = None) -> None:
     """One line on stderr: what `featstore audit` would find (skipped, with a hint, on very large sets).
@@ -21,12 +18,12 @@ def render_audit_line(ref: str | Path | tuple[str, ...], *, cache: Optional[Path
         if not ref:
             return
         ref = ref[0]
-    from featstore.audit import audit_feature_set
+    from featstore.audit import AUTO_MAX_ROWS, audit_feature_set
     from featstore.store import FeatureSet, open_feature_set
 
     fs = FeatureSet.open(ref) if isinstance(ref, Path) else open_feature_set(ref, cache=cache)
     n = sum(fs.count(s) for s in fs.splits)
-    if n > SUMMARY_MAX_ROWS:
+    if n > AUTO_MAX_ROWS:
         err.print(f"audit: skipped ({n:,} images); run featstore audit {fs.key}", highlight=False)
         return
     res = audit_feature_set(fs)

@@ -58,9 +58,9 @@ def fit(
     req = FitRequest(features=tuple(f.strip() for f in features.split(",") if f.strip()), head=head, sweep=sweep,
                      final=final, cv=cv, seed=seed, normalize=normalize, device=device, params=_parse_params(param or []),
                      memory_budget_gb=memory_gb)
-    render_audit_line(req.features, cache=cache)
     with err.status(f"fitting {head} on {features} ..."):
         res = fit_run(req, cache=cache, runs=runs)
+    render_audit_line(req.features, cache=cache)
     if res.table:
         render_table(res.table, title="selection" if not sweep else "sweep (val)")
     m = res.run.metrics

@@ -6,14 +6,17 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from featstore.audit import DEFAULT_THRESHOLD, audit_feature_set
+from featstore.audit import AUTO_MAX_ROWS, DEFAULT_THRESHOLD, audit_feature_set
 from probes.data import Features
 
 
-def duplicate_groups(feats: Features, splits: Sequence[str], *,
-                     threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, int]:
-    """Group id per row of ``splits`` concatenated in that order (the rows a CV folds), and how many duplicate
-    clusters (byte-identical or cos >= threshold on the first feature set) joined two rows or more."""
+def duplicate_groups(feats: Features, splits: Sequence[str], *, threshold: float = DEFAULT_THRESHOLD,
+                     max_size: int | None = None) -> tuple[np.ndarray, int, int]:
+    """Group id per row of ``splits`` concatenated in that order (the rows a CV folds), how many duplicate
+    clusters (byte-identical or cos >= threshold on the first feature set) joined two rows or more, and
+    how many were left ungrouped for holding over ``max_size`` rows: clusters chain pair by pair, and
+    when the threshold is below the similarity of distinct images (raw pixels of digits: one of 412)
+    a cluster is no longer copies and no fold could hold it."""
     res = audit_feature_set(feats.sets[0], threshold=threshold)
     offset, pos = 0, {}
     for s in splits:
@@ -21,13 +24,15 @@ def duplicate_groups(feats: Features, splits: Sequence[str], *,
             pos[(s, i)] = offset + r
         offset += len(feats.split(s).ids)
     groups = np.arange(offset)
-    grouped = 0
+    grouped = too_big = 0
     for c in res.clusters:
         rows = [pos[k] for k in zip(res.rows.splits[c.rows], res.rows.ids[c.rows]) if k in pos]
-        if len(rows) > 1:
+        if max_size is not None and len(rows) > max_size:
+            too_big += 1
+        elif len(rows) > 1:
             groups[rows] = rows[0]
             grouped += 1
-    return groups, grouped
+    return groups, grouped, too_big
 
 
 def grouped_folds(feats: Features, splits: Sequence[str], y: np.ndarray, *, k: int,
@@ -35,15 +40,23 @@ def grouped_folds(feats: Features, splits: Sequence[str], y: np.ndarray, *, k: i
     """Stratified K folds that keep each duplicate cluster whole (StratifiedGroupKFold), and what was done."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    groups, grouped = duplicate_groups(feats, splits)
+    n = sum(feats.sets[0].count(s) for s in feats.sets[0].splits)
+    if n > AUTO_MAX_ROWS:
+        return (StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y),
+                f"folds not grouped: {n:,} images > {AUTO_MAX_ROWS:,}, run featstore audit and --exclude-file")
+    groups, grouped, too_big = duplicate_groups(feats, splits, max_size=max(2, len(y) // (2 * k)))
+    said = (f"; {too_big} clusters over {max(2, len(y) // (2 * k))} images left ungrouped: the threshold is "
+            "below the similarity of distinct images here (featstore audit --threshold)") if too_big else ""
     if not grouped:
-        return StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y), "no duplicate clusters"
+        return StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y), "no duplicate clusters" + said
     folds = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(y, y, groups)
-    return folds, f"{grouped} duplicate clusters kept inside one fold"
+    return folds, f"{grouped} duplicate clusters kept inside one fold" + said
 
 
 def holdout_note(feats: Features, *, threshold: float = DEFAULT_THRESHOLD) -> str:
     """A warning for the selection line when val holds copies of train images ('' when it does not)."""
+    if sum(feats.sets[0].count(s) for s in feats.sets[0].splits) > AUTO_MAX_ROWS:
+        return ""  # too big to audit on the way; the line after fit says so
     res = audit_feature_set(feats.sets[0], threshold=threshold)
     val = train = 0
     for c in res.leaks:

@@ -17,6 +17,9 @@ from featstore.store import FeatureSet
 # Cosine over which two stored vectors count as the same picture. Augmented copies (blur, re-encode,
 # small crops) of CLIP / EVA / DINOv2 embeddings sit above ~0.95; distinct images of one class rarely do.
 DEFAULT_THRESHOLD = 0.95
+# Past this many images the automatic audits (the line after extract and before fit, fit's fold grouping)
+# are skipped with a note: 200k rows took 240 s on 2 busy cores, and the cost grows with the square.
+AUTO_MAX_ROWS = 200_000
 LABEL_ROWS = 20_000  # over this many labeled rows the audit's own logistic OOF is skipped (pass --oof)
 
 
@@ -47,6 +50,9 @@ class AuditResult:
         line = (f"audit: {len(self.rows):,} images, {len(self.clusters)} duplicate clusters (same bytes or cos >= "
                 f"{self.threshold:g}; {copies} byte-identical copies), "
                 f"{len(self.leaks)} across splits" + (f" ({by_pair}; {leak_rows} images)" if self.leaks else ""))
+        big = max((len(c.rows) for c in self.clusters), default=0)
+        if big > max(10, len(self.rows) // 100):  # chains of look-alikes, not copies
+            line += f"; largest cluster {big} images: raise --threshold for these features"
         if self.labels is not None:
             line += f", {len(self.labels.rows)} likely label errors"
         return line + f"  [{self.seconds:.1f} s]"
