@@ -43,7 +43,7 @@ def grouped_folds(feats: Features, splits: Sequence[str], y: np.ndarray, *, k: i
     n = sum(feats.sets[0].count(s) for s in feats.sets[0].splits)
     if n > AUTO_MAX_ROWS:
         return (StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y),
-                f"folds not grouped: {n:,} images > {AUTO_MAX_ROWS:,}, run featstore audit and --exclude-file")
+                f"folds not grouped: {n:,} images > {AUTO_MAX_ROWS:,}; see featstore audit")
     groups, grouped, too_big = duplicate_groups(feats, splits, max_size=max(2, len(y) // (2 * k)))
     said = (f"; {too_big} clusters over {max(2, len(y) // (2 * k))} images left ungrouped: the threshold is "
             "below the similarity of distinct images here (featstore audit --threshold)") if too_big else ""

@@ -48,3 +48,14 @@ def test_holdout_selection_warns_when_val_copies_train(tmp_path):
     res = fit_run(FitRequest(features=("pixels",), params=FIXED), cache=tmp_path / "cache", runs=tmp_path / "runs")
     assert "warning: 3 val images are copies of 3 train images" in res.mode
     assert np.isfinite(res.run.metrics["val_top1"])
+
+
+def test_clusters_too_big_for_a_fold_are_counted_not_grouped(tmp_path):
+    from probes.data import load_features
+
+    write_copies_csv(tmp_path / "data", classes=3, per_class=4, test_per_class=1)
+    extract(model="pixels", data=tmp_path / "data", cache=tmp_path / "cache")
+    feats = load_features(["pixels"], cache=tmp_path / "cache")
+    groups, grouped, too_big = probes.groups.duplicate_groups(feats, ["train"])
+    assert (grouped, too_big) == (12, 0) and len(np.unique(groups)) == 12
+    assert probes.groups.duplicate_groups(feats, ["train"], max_size=2)[1:] == (0, 12)
