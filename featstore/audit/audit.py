@@ -17,7 +17,7 @@ from featstore.store import FeatureSet
 # Cosine over which two stored vectors count as the same picture. Augmented copies (blur, re-encode,
 # small crops) of CLIP / EVA / DINOv2 embeddings sit above ~0.95; distinct images of one class rarely do.
 DEFAULT_THRESHOLD = 0.95
-# Past this many images the automatic audits (the line after extract and before fit, fit's fold grouping)
+# Past this many images the automatic audits (the line after extract and after fit, fit's fold grouping)
 # are skipped with a note: 200k rows took 240 s on 2 busy cores, and the cost grows with the square.
 AUTO_MAX_ROWS = 200_000
 LABEL_ROWS = 20_000  # over this many labeled rows the audit's own logistic OOF is skipped (pass --oof)
@@ -43,7 +43,7 @@ class AuditResult:
         return list(self.rows.keys()[rows_to_drop(self.clusters, self.rows.splits)])
 
     def summary(self) -> str:
-        """The one line shown after extract and before fit."""
+        """The one line shown after extract and after fit."""
         copies = len(hash_pairs(self.rows.sha1)[0])
         leak_rows = sum(len(c.rows) for c in self.leaks)
         by_pair = ", ".join(f"{'/'.join(c)} {n}" for c, n in _leak_counts(self.leaks).items())
