@@ -9,10 +9,12 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from cli.audit_cmds import audit, render_audit_line
 from cli.common import CacheOpt, RichProgress, boundary, err, human_bytes, out
 
 featstore_app = typer.Typer(help="Embed an image dataset once with a frozen encoder; keep the vectors in an HDF5 store.",
                             no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+featstore_app.command()(audit)
 
 
 # Options that name a feature set: extract and merge must spell them the same way to find the same set.
@@ -72,6 +74,8 @@ def extract(
     if not drawn:
         return
     render_extract_report(report)
+    if rank.alone:
+        render_audit_line(report.folder)
     names = dict(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights, splits=splits,
                  name=name, precision=report.precision, outputs=outputs, views=views)
     if report.merge is not None:

@@ -8,10 +8,13 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from cli.audit_cmds import render_audit_line
 from cli.common import CacheOpt, boundary, err, folder_option, out
+from cli.report_cmds import report
 
 probes_app = typer.Typer(help="Train, compare, evaluate and submit classifier heads on cached features.",
                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+probes_app.command()(report)
 
 RunsOpt = Annotated[Optional[Path], typer.Option("--runs", help="Runs folder. Default: $PROBES_RUNS or ./runs.", show_default=False, callback=folder_option)]
 
@@ -87,6 +90,7 @@ def fit(
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     with err.status(f"fitting {head} on {features} ..."):
         res = fit_run(req, cache=cache, runs=runs)
+    render_audit_line(req.features, cache=cache)
     if res.table:
         render_table(res.table, title="selection" if not sweep else "sweep (val)")
     m = res.run.metrics

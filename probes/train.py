@@ -263,6 +263,10 @@ def _fit_on_val(req: FitRequest, entry: HeadEntry, feats: Features, reason: str 
     raw_ece = expected_calibration_error(np.exp(logp), val.labels)
     preds = Predictions(val.ids, apply_temperature(logp, temperature), val.labels)
     mode = f"{'sweep' if req.sweep else 'selected'} on val, {place}"
+    if reason is None:  # too big to audit on the way when streaming; the line after fit says so
+        from probes.groups import holdout_note
+
+        mode += holdout_note(feats)
     if source.streamed and hasattr(head, "n_passes_"):
         mode += f"; {head.n_passes_} passes over train"
     if req.final:  # the chosen configuration refit on train + val; the temperature found on val carries over
@@ -296,6 +300,12 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
     smallest = int(counts[counts > 0].min())  # classes without images are not folded
     if k < 2 or smallest < k:
         raise ProbesError(f"--cv {k}: needs k >= 2 and at least k images in every class (smallest class has {smallest})")
+    if groups is None:  # by default each duplicate cluster stays inside one fold (featstore audit)
+        from probes.groups import fold_groups
+
+        groups, grouping = fold_groups(feats, [p for p in ("train", "val") if p in feats.splits], y, k=k)
+    else:
+        grouping = "folds grouped by the groups given"
     try:
         folds = make_folds(y, n_splits=k, groups=groups, seed=req.seed)
     except ValueError as e:
@@ -315,8 +325,7 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
     head = head.fit(norm.transform(x), y)
     temperature = fit_temperature(oof, y)
     preds = Predictions(ids, apply_temperature(oof, temperature), y)
-    mode = f"{k}-fold CV ({'no val split' if 'val' not in feats.splits else 'train+val'}"
-    mode += f"{', grouped' if groups is not None else ''}), refit on all"
+    mode = f"{k}-fold CV ({'no val split' if 'val' not in feats.splits else 'train+val'}; {grouping}), refit on all"
     return _Outcome(Probe(head, norm, temperature), table, chosen, mode, "oof", preds,
                     expected_calibration_error(np.exp(oof), y))
 

@@ -88,7 +88,9 @@ def test_no_val_split_uses_stratified_kfold(store: Path) -> None:
     res = _probes(store, "fit", "-f", "digits_noval", "--cv", "3")
     assert res.exit_code == 0, res.output
     run = list_runs(store / "runs")[0]
-    assert run.metrics["selection"].startswith("3-fold CV") and run.has("oof") and run.metrics["val_top1"] > 0.9
+    # digits (8x8) hold look-alikes at cos >= 0.95; folds keep them together, which costs ~2 points (88.6%)
+    assert run.metrics["selection"].startswith("3-fold CV") and run.has("oof") and run.metrics["val_top1"] > 0.85
+    assert "duplicate clusters kept inside one fold" in run.metrics["selection"]
     res = _probes(store, "evaluate", run.id)
     assert res.exit_code == 0 and "oof metrics" in res.output
     res = _probes(store, "submit", run.id, "--out", str(store / "x.csv"))

@@ -1,0 +1,93 @@
+"""Exact cosine pairs above a threshold by blocked matrix products, streamed within a memory budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+
+from featstore.errors import StoreError
+
+# bf16 rounds each input to 2^-9 relative and the product output to 2^-8: a screened cosine is within
+# ~0.006 of the float32 one, so screening at threshold - 0.01 never misses a pair the exact check keeps.
+SCREEN_MARGIN = 0.01
+QUERY_COLS = 8192  # columns of the resident piece per product: a [block, 8192] bf16 tile stays ~64 MB
+MAX_PAIRS = 20_000_000
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    """float32 rows of unit length (zero rows stay zero: they match nothing)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 3:  # several views: the audit compares the images, so their mean view
+        x = x.mean(1)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def close_pairs(blocks: Callable[[], Iterable[np.ndarray]], *, n: int, dim: int, threshold: float,
+                budget_bytes: float = 4e9, max_pairs: int = MAX_PAIRS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair i < j (positions in the stream ``blocks()`` yields) with cosine >= ``threshold``: (i, j, cos).
+
+    ``blocks()`` must yield consecutive row blocks of the same n rows each time it is called: rows stay on
+    disk, a piece of them (float32 + bf16, 6 bytes a value, up to ``budget_bytes``) is held, and every later
+    block is streamed past it. Candidates are screened in bf16 (fast matrix units), then kept or dropped
+    on their float32 cosine, so the result is exact, not approximate.
+    """
+    if not -1.0 <= threshold <= 1.0:
+        raise StoreError(f"the similarity threshold is a cosine in [-1, 1], got {threshold}")
+    piece_rows = max(1024, int(budget_bytes // (6 * max(dim, 1))))
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    total = 0
+    for start in range(0, n, piece_rows):
+        piece = _gather(blocks(), start, min(n, start + piece_rows))
+        piece16 = torch.from_numpy(piece).to(torch.bfloat16)
+        pos = 0
+        for block in blocks():
+            block = normalise(block)
+            lo, pos = pos, pos + len(block)
+            if pos <= start + 1:  # every row of this block comes before the piece: its pairs were seen
+                continue
+            for i, j, c in _pairs(block, lo, piece, piece16, start, threshold):
+                found.append((i, j, c))
+                total += len(i)
+            if total > max_pairs:
+                raise StoreError(f"over {max_pairs:,} pairs have cosine >= {threshold}: the threshold is too low "
+                                 "for these features (raise --threshold)")
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    i, j, c = (np.concatenate(a) for a in zip(*found))
+    return i, j, c
+
+
+def _gather(blocks: Iterable[np.ndarray], lo: int, hi: int) -> np.ndarray:
+    """Rows lo..hi of the stream, normalised, read block by block."""
+    parts, pos = [], 0
+    for block in blocks:
+        a, pos = pos, pos + len(block)
+        if pos > lo and a < hi:
+            parts.append(normalise(block[max(lo - a, 0):hi - a]))
+        if pos >= hi:
+            break
+    return np.ascontiguousarray(np.concatenate(parts))
+
+
+def _pairs(block: np.ndarray, lo: int, piece: np.ndarray, piece16: torch.Tensor, start: int, threshold: float):
+    """Pairs (piece row p, block row q) with p < q: screened in bf16, confirmed in float32."""
+    q16 = torch.from_numpy(block).to(torch.bfloat16)
+    qpos = np.arange(lo, lo + len(block))
+    for c0 in range(0, min(len(piece), lo + len(block) - start), QUERY_COLS):  # only columns p < some q
+        p16 = piece16[c0:min(c0 + QUERY_COLS, lo + len(block) - start)]
+        sims = q16 @ p16.T
+        # nonzero over the whole tile costs ~10x the product; a row maximum first leaves it only the rows
+        # that hold a candidate (few, but for the tiles on the diagonal, where each row meets itself)
+        rows = torch.nonzero(sims.amax(1) >= threshold - SCREEN_MARGIN).squeeze(1)
+        if not len(rows):
+            continue
+        r, pj = (t.numpy() for t in torch.nonzero(sims[rows] >= threshold - SCREEN_MARGIN, as_tuple=True))
+        qi = rows.numpy()[r]
+        pglob = start + c0 + pj
+        keep = pglob < qpos[qi]
+        qi, pj, pglob = qi[keep], pj[keep], pglob[keep]
+        exact = np.einsum("ij,ij->i", block[qi], piece[c0 + pj])
+        ok = exact >= threshold
+        yield pglob[ok].astype(np.int64), qpos[qi[ok]].astype(np.int64), exact[ok].astype(np.float32)
