@@ -21,11 +21,11 @@ class SweepResult:
 
 
 def sweep(kind: str, grid: dict[str, list[Any]], X: Any, y: Any, X_val: Any, y_val: Any, *,
-          base_params: dict[str, Any] | None = None) -> SweepResult:
+          base_params: dict[str, Any] | None = None, fit_kw: dict[str, Any] | None = None) -> SweepResult:
     """Train every combination of ``grid`` (a product over its keys) and select on val.
 
     ``X`` is an array (with ``y``) or a ``TrainSource`` (``y`` None) for heads that stream.
-    ``base_params`` go to every head (e.g. ``epochs``); grid values override them. The best
+    ``fit_kw`` go to every ``fit`` (e.g. ``text`` for text-aware heads). ``base_params`` go to every head (e.g. ``epochs``); grid values override them. The best
     configuration is the highest val top-1, ties to the lower val loss; ``best_head`` is that
     head, already fitted.
     """
@@ -38,10 +38,11 @@ def sweep(kind: str, grid: dict[str, list[Any]], X: Any, y: Any, X_val: Any, y_v
     if hasattr(head, "fit_grid"):
         table = head.fit_grid(X, y, X_val=X_val, y_val=y_val, grid=grid)
         return SweepResult(table, {k: head.get_params()[k] for k in grid}, head)
-    return _sweep_by_clones(head, grid, X, y, X_val, y_val)
+    return _sweep_by_clones(head, grid, X, y, X_val, y_val, fit_kw or {})
 
 
-def _sweep_by_clones(head: Any, grid: dict[str, list[Any]], X: Any, y: Any, X_val: Any, y_val: Any) -> SweepResult:
+def _sweep_by_clones(head: Any, grid: dict[str, list[Any]], X: Any, y: Any, X_val: Any, y_val: Any,
+                     fit_kw: dict[str, Any]) -> SweepResult:
     """Heads without a batched grid: fit a clone per configuration, score on val."""
     import numpy as np
 
@@ -53,7 +54,7 @@ def _sweep_by_clones(head: Any, grid: dict[str, list[Any]], X: Any, y: Any, X_va
     keys, table, best = list(grid), [], None
     for values in itertools.product(*(grid[k] for k in keys)):
         config = dict(zip(keys, values))
-        fitted = clone(head).set_params(**config).fit(X, y)
+        fitted = clone(head).set_params(**config).fit(X, y, **fit_kw)
         logp = log_probabilities(fitted, X_val)
         codes = np.searchsorted(fitted.classes_, y_val)
         row = {**config, "val_top1": float((logp.argmax(1) == codes).mean()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections import Counter
@@ -41,6 +42,7 @@ class FitRequest:
     params: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] | None = None
     memory_budget_gb: float | None = None  # None: $PROBES_MEMORY_GB, else DEFAULT_MEMORY_GB
+    text: str | None = None  # class-name text embeddings for text-aware heads: a text set name or an .npz
 
 
 DEFAULT_MEMORY_GB = 4.0
@@ -150,12 +152,13 @@ def fit_run(req: FitRequest, *, cache: Path | None = None, runs: Path | None = N
     reason = streaming_reason(req, cache=cache) if entry.streams else None
     feats = load_features(list(req.features), cache=cache, splits=("val", "test") if reason else ("train", "val", "test"))
     cv = req.cv or "val" not in feats.splits
+    fit_kw = _text_kwargs(req, entry, feats, cache=cache)
     if reason is not None:
         _check_streamable(req, feats, reason)
     if cv:
-        outcome = _fit_cv(req, entry, feats, groups)
+        outcome = _fit_cv(req, entry, feats, groups, fit_kw)
     else:
-        outcome = _fit_on_val(req, entry, feats, reason)
+        outcome = _fit_on_val(req, entry, feats, reason, fit_kw)
     probe = outcome.probe
     preds = {outcome.split: outcome.preds}
     test = feats.splits.get("test")
@@ -214,21 +217,48 @@ def _now() -> str:
     return dt.datetime.now().isoformat(timespec="microseconds")
 
 
+def _text_kwargs(req: FitRequest, entry: HeadEntry, feats: Features, *, cache: Path | None) -> dict[str, Any]:
+    """``text=`` for heads whose ``fit`` takes class-name embeddings (``--text``), checked against the classes."""
+    takes_text = "text" in inspect.signature(entry.cls.fit).parameters
+    if req.text is None:
+        if getattr(entry.cls, "needs_text", False):
+            raise ProbesError(f"the {req.head} head needs class-name text embeddings: --text SET (featstore text) "
+                              "or --text FILE.npz (classes, embeddings [K, D] or [K, T, D])")
+        return {}
+    if not takes_text:
+        raise ProbesError(f"the {req.head} head uses no text embeddings; drop --text (text-aware heads: "
+                          "zeroshot, clap, lpp, tip, wise, zslogistic)")
+    from probes.fewshot.textsource import resolve_text
+
+    return {"text": resolve_text(req.text, cache=cache, classes=feats.classes)}
+
+
+def _val_kwargs(entry: HeadEntry, xv: np.ndarray, yv: np.ndarray) -> dict[str, Any]:
+    """The val split in the form the head's ``fit`` takes it: ``X_val``/``y_val``, ``val=(X, y)``, or not at all."""
+    params = inspect.signature(entry.cls.fit).parameters
+    if "X_val" in params:
+        return {"X_val": xv, "y_val": yv}
+    return {"val": (xv, yv)} if "val" in params else {}
+
+
 def _fit_head(req: FitRequest, entry: HeadEntry, source: TrainSource, xv: np.ndarray, yv: np.ndarray,
-              params: dict[str, Any] | None = None) -> tuple[Any, list[dict[str, Any]]]:
+              params: dict[str, Any] | None = None, fit_kw: dict[str, Any] | None = None
+              ) -> tuple[Any, list[dict[str, Any]]]:
     """Select and fit one head on ``source``, choosing on ``(xv, yv)``: the sweep, or one fit."""
     X, y = (source, None) if entry.streams else (source.X, source.labels)
     try:
         if req.sweep:
             from probes.sweep import sweep
 
-            res = sweep(req.head, req.grid or entry.grid, X, y, xv, yv, base_params=head_params(req, params))
+            res = sweep(req.head, req.grid or entry.grid, X, y, xv, yv, base_params=head_params(req, params),
+                        fit_kw=fit_kw)
             return res.best_head, res.table
         head = make_head(req, params)
-        head.fit(X, y, X_val=xv, y_val=yv) if entry.uses_val else head.fit(X, y)
+        head.fit(X, y, **_val_kwargs(entry, xv, yv), **(fit_kw or {}))
     except ValueError as e:
         raise ProbesError(f"{req.head} fit: {e}") from e
-    return head, list(getattr(head, "selection_", []))
+    selection = getattr(head, "selection_", [])
+    return head, list(selection) if isinstance(selection, list) else []
 
 
 def _chosen(req: FitRequest, head: Any) -> dict[str, Any]:
@@ -238,7 +268,8 @@ def _chosen(req: FitRequest, head: Any) -> dict[str, Any]:
     return {k: v for k, v in refit.items() if base.get(k) != v}
 
 
-def _fit_on_val(req: FitRequest, entry: HeadEntry, feats: Features, reason: str | None) -> _Outcome:
+def _fit_on_val(req: FitRequest, entry: HeadEntry, feats: Features, reason: str | None,
+                fit_kw: dict[str, Any]) -> _Outcome:
     val = feats.split("val")
     if (val.labels < 0).any():
         raise ProbesError("the val split has unlabeled images; it cannot select a head")
@@ -256,7 +287,7 @@ def _fit_on_val(req: FitRequest, entry: HeadEntry, feats: Features, reason: str 
         place = "in memory"
     check_train_classes(source.labels, feats.classes)
     xv = norm.transform(val.features)
-    head, table = _fit_head(req, entry, source, xv, val.labels)
+    head, table = _fit_head(req, entry, source, xv, val.labels, fit_kw=fit_kw)
     chosen = _chosen(req, head)
     logp = log_probabilities(head, xv)
     temperature = fit_temperature(logp, val.labels)
@@ -276,18 +307,19 @@ def _fit_on_val(req: FitRequest, entry: HeadEntry, feats: Features, reason: str 
             allx = np.concatenate([feats.split("train").features, val.features])
             norm = Normalizer(norm.kind).fit(allx)
             source = ArraySource(norm.transform(allx), np.concatenate([feats.split("train").labels, val.labels]))
-        head = _refit(req, entry, head, source)
+        head = _refit(req, entry, head, source, fit_kw)
         mode += ", refit on train+val"
     return _Outcome(Probe(head, norm, temperature), table, chosen, mode, "val", preds, raw_ece)
 
 
-def _refit(req: FitRequest, entry: HeadEntry, head: Any, source: TrainSource) -> Any:
+def _refit(req: FitRequest, entry: HeadEntry, head: Any, source: TrainSource, fit_kw: dict[str, Any]) -> Any:
     params = head.refit_params() if hasattr(head, "refit_params") else head.get_params()
     again = create_head(req.head, **params)
-    return again.fit(source) if entry.streams else again.fit(source.X, source.labels)
+    return again.fit(source) if entry.streams else again.fit(source.X, source.labels, **fit_kw)
 
 
-def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarray | None) -> _Outcome:
+def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarray | None,
+            fit_kw: dict[str, Any]) -> _Outcome:
     """Stratified (grouped) K-fold over all labeled images: out-of-fold predictions choose the
     temperature and give the metrics, then one fit on all of them with the consensus parameters."""
     parts = [feats.split("train")] + ([feats.splits["val"]] if "val" in feats.splits else [])
@@ -315,14 +347,15 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
     kind = req.normalize or DEFAULT_NORM
     for fold, (tr, va) in enumerate(folds):
         norm = Normalizer(kind).fit(x[tr])
-        head, t = _fit_head(req, entry, ArraySource(norm.transform(x[tr]), y[tr]), norm.transform(x[va]), y[va])
+        head, t = _fit_head(req, entry, ArraySource(norm.transform(x[tr]), y[tr]), norm.transform(x[va]), y[va],
+                            fit_kw=fit_kw)
         oof[va] = log_probabilities(head, norm.transform(x[va]))
         chosen_all.append(_chosen(req, head))
         table += [dict(row, fold=fold) for row in t]
     chosen = _consensus(chosen_all)
     norm = Normalizer(kind).fit(x)
     head = make_head(req, chosen)
-    head = head.fit(norm.transform(x), y)
+    head = head.fit(norm.transform(x), y, **fit_kw)
     temperature = fit_temperature(oof, y)
     preds = Predictions(ids, apply_temperature(oof, temperature), y)
     mode = f"{k}-fold CV ({'no val split' if 'val' not in feats.splits else 'train+val'}; {grouping}), refit on all"

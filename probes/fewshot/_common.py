@@ -78,6 +78,11 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _key(name: str, value: Any) -> str:
+    """A state key that says when the value was a number (restored as one, not as a 1-element array)."""
+    return f"scalar:{name}" if np.ndim(value) == 0 else name
+
+
 class FewShotHead(ClassifierMixin, BaseEstimator):
     """Base: subclasses define `_fit(X, y, text)` and `decision_function(X)`; probabilities are softmax of it."""
 
@@ -102,6 +107,45 @@ class FewShotHead(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         return softmax(self.decision_function(X))
+
+    # --- serialisation: what a saved run needs to predict again (`probes.load_run`)
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every fitted array and number (public attributes ending in `_`), as tensors for safetensors.
+
+        Selection notes (strings) are not state: prediction never reads them."""
+        check_is_fitted(self, "n_features_in_")
+        state = {}
+        for name, value in vars(self).items():
+            if not name.endswith("_") or name.startswith("_"):
+                continue
+            if isinstance(value, tuple) and all(isinstance(v, (np.ndarray, float, int, np.number)) for v in value):
+                for i, v in enumerate(value):
+                    state[_key(f"{name}.{i}", v)] = torch.as_tensor(np.atleast_1d(v)).clone()
+            elif isinstance(value, torch.Tensor):  # kept as a tensor by the head (k-NN keys): restored as one
+                state[f"torch:{name}"] = value.detach().cpu().contiguous()
+            elif isinstance(value, (np.ndarray, float, int, np.number)) and not isinstance(value, bool):
+                state[_key(name, value)] = torch.as_tensor(np.atleast_1d(value)).clone()
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], params: dict[str, Any]) -> "FewShotHead":
+        head = cls(**params)
+        parts: dict[str, dict[int, Any]] = {}
+        for key, tensor in state.items():
+            if key.startswith("torch:"):
+                setattr(head, key[len("torch:"):], tensor)
+                continue
+            value = tensor.numpy()
+            if key.startswith("scalar:"):  # safetensors keeps no 0-d arrays: numbers travel as shape (1,)
+                key, value = key[len("scalar:"):], value.reshape(-1)[0].item()
+            name, _, index = key.partition(".")
+            if index:
+                parts.setdefault(name, {})[int(index)] = value
+            else:
+                setattr(head, name, value)
+        for name, items in parts.items():
+            setattr(head, name, tuple(items[i] for i in sorted(items)))
+        return head
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]

@@ -7,8 +7,11 @@ The head interface (what ``fit_run``, sweeps, calibration and ``load_run`` rely 
   [n, len(classes_)] probabilities in ``classes_`` order. That is all a head needs: it is fit in
   memory on the (normalised) train arrays, calibrated on val and saved with the run.
 * optional, used when present:
-  - ``fit(X, y, *, X_val=None, y_val=None)``: the head selects / stops early on the val split
-    (detected from the signature);
+  - ``fit(X, y, *, X_val=None, y_val=None)`` (or ``val=(X_val, y_val)``): the head selects /
+    stops early on the val split (detected from the signature);
+  - ``fit(X, y, *, text=None)`` and ``needs_text = True``: class-name text embeddings
+    (``probes fit --text SET``: a ``featstore.store.textset.TextSet`` or arrays), checked
+    against the feature set's classes before the fit;
   - ``streams=True`` at registration: ``fit(source)`` accepts a ``probes.sources.TrainSource``
     as X (y None), so a train split over the memory budget is streamed from the store instead
     of loaded; a head without it is always fit in memory;
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Modules whose import registers the built-in heads (a new head module adds one line here).
-HEAD_MODULES = ("probes.heads.logistic", "probes.heads.mlp")
+HEAD_MODULES = ("probes.heads.logistic", "probes.heads.mlp", "probes.heads.fewshot")
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,9 @@ class HeadEntry:
 
     @property
     def uses_val(self) -> bool:
-        """Whether ``fit`` takes ``X_val``/``y_val`` (selection or early stopping on val)."""
-        return "X_val" in inspect.signature(self.cls.fit).parameters
+        """Whether ``fit`` takes the val split (``X_val``/``y_val`` or ``val``: selection or early stopping)."""
+        params = inspect.signature(self.cls.fit).parameters
+        return "X_val" in params or "val" in params
 
 
 _REGISTRY: dict[str, HeadEntry] = {}
