@@ -77,6 +77,8 @@ def fit(
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")] = "auto",
     memory_gb: Annotated[Optional[float], typer.Option("--memory-gb", help="Memory budget in GB for the fit's data: train features in float32 plus the head's working copies (logistic: ~8 x dim + 16 x classes bytes per train row; mlp: ~12 x dim). Above it the head streams fp16 blocks from the store instead of loading them: the logistic head in passes, the MLP in shuffled windows (peak ~1 GB whatever the size). Default: $PROBES_MEMORY_GB or 4.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Head parameter NAME=VALUE, repeatable (e.g. -p C=0.1, -p hidden=1024, -p epochs=30).")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Average each val/test vector over its stored views (sets extracted with --views orig,hflip) before predicting.")] = False,
+    train_views: Annotated[bool, typer.Option("--train-views", help="Use every stored view of a train image as a training row (CV keeps an image's views in one fold).")] = False,
     text: Annotated[Optional[str], typer.Option("--text", help="Class-name text embeddings for the text-aware heads (zeroshot, clap, lpp, tip, wise, zslogistic): a text set (featstore text / featstore import --text) or FILE.npz with classes and embeddings [K, D] or [K, T, D].")] = None,
 ) -> None:
     """Train a head on cached features, select it on val, save a run (runs/<id>/)."""
@@ -86,7 +88,8 @@ def fit(
     grids = _parse_grid(grid or [])
     req = FitRequest(features=tuple(f.strip() for f in features.split(",") if f.strip()), head=head,
                      sweep=sweep or grids is not None, final=final, cv=cv, seed=seed, normalize=normalize, device=device,
-                     params=_parse_params(param or []), grid=grids, memory_budget_gb=memory_gb, text=text)
+                     params=_parse_params(param or []), grid=grids, memory_budget_gb=memory_gb, text=text,
+                     tta=tta, train_views=train_views)
     for warning in label_leak_warnings(list(req.features), cache=cache):
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     with err.status(f"fitting {head} on {features} ..."):

@@ -46,8 +46,13 @@ class Features:
 
 
 def load_features(refs: list[str], *, cache: Path | None = None, splits: tuple[str, ...] = ("train", "val", "test"),
-                  dtype: Any = np.float32) -> Features:
-    """Open each set, check they describe the same images and classes, concatenate per id."""
+                  dtype: Any = np.float32, tta: bool = False, train_views: bool = False) -> Features:
+    """Open each set, check they describe the same images and classes, concatenate per id.
+
+    Views (sets extracted with ``--views orig,hflip``): ``tta`` replaces each val/test vector by the
+    mean over the stored views of its image; ``train_views`` adds every other view of a train image
+    as a train row with the same id and label (CV keeps the rows of one id in one fold).
+    """
     if not refs:
         raise ProbesError("no feature sets given (--features NAME[,NAME...]; see featstore ls)")
     sets = [open_feature_set(r, cache=cache) for r in refs]
@@ -64,8 +69,37 @@ def load_features(refs: list[str], *, cache: Path | None = None, splits: tuple[s
         if not all(present):
             missing = [s.encoder for s, p in zip(sets, present) if not p]
             raise ProbesError(f"split {split} is missing from {', '.join(missing)}; extract it there too")
-        feats.splits[split] = _concat(split, [s.load(split, dtype=dtype) for s in sets], sets)
+        mode = "rows" if train_views and split == "train" else "mean" if tta and split != "train" else None
+        parts = [_load_views(s, split, dtype=dtype, mode=mode, cache=cache) for s in sets]
+        feats.splits[split] = _concat(split, parts, sets)
     return feats
+
+
+def _load_views(fs: FeatureSet, split: str, *, dtype: Any, mode: str | None, cache: Path | None) -> SplitData:
+    """One set's split; with ``mode`` its stored views too: averaged per image ("mean") or stacked as rows ("rows")."""
+    base = fs.load(split, dtype=dtype)
+    if mode is None:
+        return base
+    from featstore.store.catalog import set_name, view_sets
+
+    others = [v for name, v in sorted(view_sets(fs, cache=cache).items()) if v.key != fs.key]
+    if not others:
+        raise ProbesError(f"{set_name(fs)} has no other view stored (--tta / --train-views need one): "
+                          "featstore extract ... --views orig,hflip")
+    loaded = []
+    for v in others:
+        if split not in v.splits:
+            raise ProbesError(f"{set_name(v)} has no {split} split; extract the views on the same splits")
+        data = v.load(split, dtype=dtype)
+        if not np.array_equal(data.ids, base.ids):
+            raise ProbesError(f"{split}: the views {set_name(fs)} and {set_name(v)} hold different images; "
+                              "extract them together (featstore extract --views ...)")
+        loaded.append(data.features)
+    if mode == "mean":
+        return SplitData(ids=base.ids, labels=base.labels, features=np.mean([base.features, *loaded], axis=0).astype(dtype))
+    n = 1 + len(loaded)
+    return SplitData(ids=np.concatenate([base.ids] * n), labels=np.concatenate([base.labels] * n),
+                     features=np.concatenate([base.features, *loaded]))
 
 
 def _concat(split: str, parts: list[SplitData], sets: list[FeatureSet]) -> SplitData:

@@ -57,7 +57,8 @@ def predict_run(run_id: str, *, features: str | None, split: str, out: Path, fmt
 
     run = resolve_run(run_id, runs=runs)
     refs = [f.strip() for f in features.split(",")] if features else [r["key"] for r in run.config["features"]]
-    feats = load_features(refs, cache=cache, splits=(split,))
+    tta = bool(run.config.get("request", {}).get("tta", False))  # a run fitted with --tta predicts the same way
+    feats = load_features(refs, cache=cache, splits=(split,), tta=tta and split != "train")
     if feats.classes != run.config["classes"]:
         raise ProbesError(f"run {run.id} was fitted on {len(run.config['classes'])} classes; {','.join(refs)} has "
                           f"{len(feats.classes)} (or another order): a head only applies to its own classes")

@@ -43,6 +43,8 @@ class FitRequest:
     grid: dict[str, list[Any]] | None = None
     memory_budget_gb: float | None = None  # None: $PROBES_MEMORY_GB, else DEFAULT_MEMORY_GB
     text: str | None = None  # class-name text embeddings for text-aware heads: a text set name or an .npz
+    tta: bool = False  # val/test vectors averaged over the stored views (e.g. orig + hflip)
+    train_views: bool = False  # every stored view of a train image is a train row (grouped in CV)
 
 
 DEFAULT_MEMORY_GB = 4.0
@@ -150,7 +152,8 @@ def fit_run(req: FitRequest, *, cache: Path | None = None, runs: Path | None = N
         raise ProbesError(str(e)) from None
     make_head(req)  # parameters checked before anything is loaded
     reason = streaming_reason(req, cache=cache) if entry.streams else None
-    feats = load_features(list(req.features), cache=cache, splits=("val", "test") if reason else ("train", "val", "test"))
+    feats = load_features(list(req.features), cache=cache, splits=("val", "test") if reason else ("train", "val", "test"),
+                          tta=req.tta, train_views=req.train_views)
     cv = req.cv or "val" not in feats.splits
     fit_kw = _text_kwargs(req, entry, feats, cache=cache)
     if reason is not None:
@@ -190,7 +193,8 @@ def _check_streamable(req: FitRequest, feats: Features, reason: str) -> None:
     hint = "raise the budget (--memory-gb / PROBES_MEMORY_GB)"
     unsupported = [name for name, on in (("--cv", req.cv),
                                          ("several feature sets", len(req.features) > 1),
-                                         (f"--normalize {req.normalize}", req.normalize not in (None, "none")))
+                                         (f"--normalize {req.normalize}", req.normalize not in (None, "none")),
+                                         ("--train-views", req.train_views))
                    if on]
     if unsupported:
         raise ProbesError(f"{reason}: streaming does not support {', '.join(unsupported)}; {hint}")
@@ -326,6 +330,10 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
     x = np.concatenate([p.features for p in parts])
     y = np.concatenate([p.labels for p in parts])
     ids = np.concatenate([p.ids for p in parts])
+    keys = np.concatenate([np.char.add(f"{name}/", p.ids.astype(str)) for name, p in
+                           zip(("train", "val"), parts)])  # one key per image: its views share it
+    _, first, image = np.unique(keys, return_index=True, return_inverse=True)
+    original = np.sort(first)  # each image's first row: the original view, scored out of fold
     check_train_classes(y, feats.classes)
     k = req.cv or 5
     counts = np.bincount(y)
@@ -338,6 +346,10 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
         groups, grouping = fold_groups(feats, [p for p in ("train", "val") if p in feats.splits], y, k=k)
     else:
         grouping = "folds grouped by the groups given"
+    if len(original) < len(y):  # --train-views: all views of an image in one fold (with its duplicates)
+        last = len(keys) - 1 - np.unique(keys[::-1], return_index=True)[1]  # where duplicate groups were set
+        groups = (groups if groups is not None else np.arange(len(y)))[last][image]
+        grouping += f"; the {len(y) // len(original)} views of each image kept in one fold"
     try:
         folds = make_folds(y, n_splits=k, groups=groups, seed=req.seed)
     except ValueError as e:
@@ -356,6 +368,7 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
     norm = Normalizer(kind).fit(x)
     head = make_head(req, chosen)
     head = head.fit(norm.transform(x), y, **fit_kw)
+    oof, y, ids = oof[original], y[original], ids[original]
     temperature = fit_temperature(oof, y)
     preds = Predictions(ids, apply_temperature(oof, temperature), y)
     mode = f"{k}-fold CV ({'no val split' if 'val' not in feats.splits else 'train+val'}; {grouping}), refit on all"
