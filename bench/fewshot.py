@@ -6,7 +6,7 @@ Usage: python bench/fewshot.py [--seeds 5] [--shots 1,2,4,8,16] [--parts synthet
 synthetic: bench/make_fewshot_features.py (100 classes, dim 512, 100 train / 50 val images per
   class), every head; also the full-data logistic (all 100 train images per class).
 digits: scikit-learn's digits (64 pixel features) split half/half per class; knn, prototype, logistic.
-knn: ../shared/bench/make_probe_features.py (20,000 x 1408, 500 classes); KNNHead with k and T chosen
+knn: bench/make_probe_features.py (20,000 x 1408, 500 classes); KNNHead with k and T chosen
   on val, timed as a whole (fit + selection + predict), next to the repo's logistic head.
 knn1m (only when asked): KNNHead on --rows (default 1M) x 256 synthetic rows, blocked top-k, time and peak RSS.
 Prints markdown tables; writes OUT/<part>.json and OUT/<part>.png.
@@ -129,8 +129,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--shots", type=lambda s: [int(v) for v in s.split(",")], default=[1, 2, 4, 8, 16])
     ap.add_argument("--parts", default="synthetic,digits,knn")
-    ap.add_argument("--probe-maker", type=Path, default=REPO.parent / "shared" / "bench" / "make_probe_features.py",
-                    help="the shared 20k x 1408 recipe (knn part)")
+    ap.add_argument("--probe-maker", type=Path, default=REPO / "bench" / "make_probe_features.py",
+                    help="the 20k x 1408 feature recipe shipped in bench/ (knn part)")
     ap.add_argument("--rows", type=int, default=1_000_000, help="train rows of the knn1m part")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "fewshot")
     args = ap.parse_args()

@@ -132,7 +132,7 @@ def test_sweep_grid_errors(grid, message):
 
 
 def test_sweep_unknown_head_kind():
-    with pytest.raises(ValueError, match="unknown head 'svm'; known: logistic, mlp"):
+    with pytest.raises(ValueError, match="unknown head 'svm'; known: clap, knn, logistic, lpp, mlp"):
         sweep("svm", {"C": [1.0]}, np.zeros((4, 2)), [0, 1, 0, 1], None, None)
 
 

@@ -99,7 +99,7 @@ def test_no_val_split_uses_stratified_kfold(store: Path) -> None:
 
 @pytest.mark.parametrize("args, message", [
     (["fit", "-f", "nope"], "no feature set 'nope'"),
-    (["fit", "-f", "digits_px", "--head", "svm"], "unknown head 'svm'; known: logistic, mlp"),
+    (["fit", "-f", "digits_px", "--head", "svm"], "unknown head 'svm'; known: clap, knn, logistic, lpp, mlp"),
     (["fit", "-f", "digits_px", "-p", "bogus=1"], "bad parameter for the logistic head"),
     (["fit", "-f", "digits_px,digits_noval"], "split val is missing"),
     (["submit", "does-not-exist", "--out", "x.csv"], "matches no run"),
@@ -159,8 +159,8 @@ def test_grid_option_and_heads_listing(store: Path) -> None:
 def test_bad_parameter_values_are_one_line(store: Path) -> None:
     res = _probes(store, "fit", "-f", "digits_px", "--head", "mlp", "-p", "dropout=1.5")
     assert res.exit_code == 1 and "dropout must be float in [0, 1), got 1.5" in res.output
-    res = _probes(store, "fit", "-f", "digits_px", "--head", "knn")
-    assert res.exit_code == 1 and "unknown head 'knn'; known: logistic, mlp" in res.output
+    res = _probes(store, "fit", "-f", "digits_px", "--head", "svm")
+    assert res.exit_code == 1 and "unknown head 'svm'; known: clap, knn, logistic" in res.output
 
 
 def test_cv_threads_groups_into_the_folds(store: Path) -> None:

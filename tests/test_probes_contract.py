@@ -86,7 +86,7 @@ def test_bad_mlp_parameters_name_the_range(params, message):
 def test_registry_lists_and_creates_heads():
     assert {"logistic", "mlp"} <= set(head_names())
     assert get_head("logistic").streams and get_head("mlp").uses_val
-    with pytest.raises(ValueError, match="unknown head 'svm'; known: logistic, mlp"):
+    with pytest.raises(ValueError, match="unknown head 'svm'; known: clap, knn, logistic, lpp, mlp"):
         get_head("svm")
     with pytest.raises(ValueError, match="unknown parameter.*momentum.*valid: .*lr"):
         create_head("mlp", momentum=0.9)
