@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from probes.data import ProbesError
 from probes.metrics import classification_metrics
 from probes.plots import plot_confusion, plot_per_class

@@ -262,3 +262,20 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def store_contents(cache: Path, name: str = "pixels") -> dict:
+    """Every split of a set as (ids, labels, features): what two stores must agree on to be equal."""
+    from featstore.store import open_feature_set
+
+    fs = open_feature_set(name, cache=cache)
+    return {s: (list(d.ids), d.labels.tolist(), d.features.copy()) for s in fs.splits for d in [fs.load(s)]}
+
+
+def assert_same_store(a: dict, b: dict) -> None:
+    import numpy as np
+
+    assert a.keys() == b.keys()
+    for s in a:
+        assert a[s][:2] == b[s][:2]
+        np.testing.assert_array_equal(a[s][2], b[s][2])

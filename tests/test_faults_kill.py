@@ -13,11 +13,10 @@ import signal
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from corpus import write_folder_dataset
+from corpus import assert_same_store, store_contents, write_folder_dataset
 from featstore.extract import ExtractOptions, extract
 from featstore.store import FeatureSetWriter, open_feature_set
 
@@ -29,19 +28,8 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     base = tmp_path_factory.mktemp("clean")
     root = write_folder_dataset(base / "data", per_class=ROWS, val_per_class=2)
     extract(model="pixels", data=root, cache=base / "cache", options=ExtractOptions(device="cpu", workers=0))
-    return root, _contents(base / "cache")
+    return root, store_contents(base / "cache")
 
-
-def _contents(cache: Path) -> dict:
-    fs = open_feature_set("pixels", cache=cache)
-    return {s: (list(d.ids), d.labels.tolist(), d.features.copy()) for s in fs.splits for d in [fs.load(s)]}
-
-
-def _same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for s in a:
-        assert a[s][:2] == b[s][:2]
-        np.testing.assert_array_equal(a[s][2], b[s][2])
 
 
 def _child(args: list[str], report_fd: int) -> None:
@@ -117,7 +105,7 @@ def test_sigkill_at_seeded_points_loses_at_most_the_unpublished_batch(tmp_path: 
     train = rep.splits[0]
     assert train.reused >= handed - 2  # at most the batch being written when the kill came
     assert train.reused + train.extracted == 3 * ROWS
-    _same(_contents(cache), ref)
+    assert_same_store(store_contents(cache), ref)
     fs = open_feature_set("pixels", cache=cache)
     assert len(fs.manifest["splits"]["train"]["shards"]) == 1  # the many one-batch shards were compacted
     assert not list(fs.folder.glob(".*tmp*"))  # the killed writer's temp files are gone
@@ -132,7 +120,7 @@ def test_sigterm_flushes_what_is_buffered_and_exits(tmp_path: Path, clean) -> No
     assert code == 143
     rep = extract(model="pixels", data=root, cache=cache, options=ExtractOptions(device="cpu", workers=0))
     assert rep.splits[0].reused >= handed >= 10
-    _same(_contents(cache), ref)
+    assert_same_store(store_contents(cache), ref)
 
 
 def test_shard_in_progress_is_published_by_age(tmp_path: Path, clean, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +173,7 @@ def test_compaction_interrupted_before_deleting_old_shards(tmp_path: Path, clean
             shutil.copy(p, folder / p.name)
     rep = extract(model="pixels", data=root, cache=cache, options=opts)
     assert rep.splits[0].extracted == 0
-    _same(_contents(cache), ref)
+    assert_same_store(store_contents(cache), ref)
     shards = open_feature_set("pixels", cache=cache).manifest["splits"]["train"]["shards"]
     assert len(shards) == 1 and len(list(folder.glob("train-*.h5"))) == 1
 
@@ -231,4 +219,4 @@ def test_compact_command_folds_small_shards(tmp_path: Path, clean, monkeypatch: 
     assert len(open_feature_set("pixels", cache=cache).manifest["splits"]["train"]["shards"]) == 6
     res = CliRunner().invoke(featstore_app, ["compact", "pixels", "--cache", str(cache)])
     assert res.exit_code == 0 and "train: 6 shards -> 1" in res.output, res.output
-    _same(_contents(cache), ref)
+    assert_same_store(store_contents(cache), ref)

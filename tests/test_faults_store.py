@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from cli import featstore_app
-from corpus import write_folder_dataset
+from corpus import assert_same_store, store_contents, write_folder_dataset
 from featstore.errors import StoreError
 from featstore.extract import ExtractOptions, extract
 from featstore.store import open_feature_set
@@ -32,19 +31,8 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     base = tmp_path_factory.mktemp("clean")
     root = write_folder_dataset(base / "data", per_class=6)
     extract(model="pixels", data=root, cache=base / "cache", options=OPTS)
-    return root, _contents(base / "cache")
+    return root, store_contents(base / "cache")
 
-
-def _contents(cache: Path) -> dict:
-    fs = open_feature_set("pixels", cache=cache)
-    return {s: (list(d.ids), d.labels.tolist(), d.features.copy()) for s in fs.splits for d in [fs.load(s)]}
-
-
-def _same(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for s in a:
-        assert a[s][:2] == b[s][:2]
-        np.testing.assert_array_equal(a[s][2], b[s][2])
 
 
 def _store(tmp_path: Path, root: Path) -> tuple[Path, Path]:
@@ -89,7 +77,7 @@ def test_flipped_feature_byte_is_refused_by_name_then_repaired(tmp_path: Path, c
     rep = extract(model="pixels", data=root, cache=cache, options=OPTS)
     assert rep.splits[0].extracted == 8  # exactly the quarantined shard's rows are computed again
     assert rep.splits[0].reused == len(ref["train"][0]) - 8
-    _same(_contents(cache), ref)
+    assert_same_store(store_contents(cache), ref)
     assert _verify(cache).exit_code == 0
 
 
@@ -112,7 +100,7 @@ def test_truncated_shard_is_quarantined_and_recomputed_by_the_next_extract(tmp_p
     rep = extract(model="pixels", data=root, cache=cache, options=OPTS)
     assert any("quarantine/train-00000.h5" in r and "truncated" in r for r in rep.repairs)
     assert rep.splits[0].extracted == 8
-    _same(_contents(cache), ref)
+    assert_same_store(store_contents(cache), ref)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete"])
@@ -129,7 +117,7 @@ def test_damaged_or_missing_index_is_an_error_never_an_empty_split(tmp_path: Pat
     assert _verify(cache).exit_code == 1
     res = _verify(cache, "--repair")
     assert res.exit_code == 0, res.output
-    _same(_contents(cache), ref)  # rebuilt from the shards alone
+    assert_same_store(store_contents(cache), ref)  # rebuilt from the shards alone
     rep = extract(model="pixels", data=root, cache=cache, options=OPTS)
     assert rep.splits[0].extracted == 0 and rep.splits[0].reused == len(ref["train"][0])  # hashed, not recomputed
 
@@ -162,7 +150,7 @@ def test_damaged_manifest_is_listed_then_rebuilt(tmp_path: Path, clean, damage: 
         assert out.count("pixels") >= 2  # the other set is still listed
     res = _verify(cache, "--repair")
     assert res.exit_code == 0, res.output
-    _same(_contents(cache), ref)
+    assert_same_store(store_contents(cache), ref)
 
 
 def test_extract_rebuilds_a_damaged_manifest(tmp_path: Path, clean) -> None:
@@ -172,7 +160,7 @@ def test_extract_rebuilds_a_damaged_manifest(tmp_path: Path, clean) -> None:
     rep = extract(model="pixels", data=root, cache=cache, options=OPTS)
     assert any("manifest rebuilt" in r for r in rep.repairs)
     assert sum(r.extracted for r in rep.splits) == 0
-    _same(_contents(cache), ref)
+    assert_same_store(store_contents(cache), ref)
 
 
 def test_verify_images_catches_a_file_replaced_with_same_size_and_mtime(tmp_path: Path, clean) -> None:
@@ -214,6 +202,6 @@ def test_old_shards_without_checksums_still_read(tmp_path: Path, clean) -> None:
             for k, v in data.items():
                 f.create_dataset(k, data=v, dtype=h5py.string_dtype() if k == "ids" else None)
             f.attrs.update(attrs)
-    _same(_contents(cache), ref)
+    assert_same_store(store_contents(cache), ref)
     res = _verify(cache)
     assert res.exit_code == 0 and "without checksums" in res.output

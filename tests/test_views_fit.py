@@ -46,11 +46,12 @@ def test_tta_averages_the_views_and_train_views_adds_rows(store: Path) -> None:
 
 
 def test_fit_with_views_in_holdout_and_cv(store: Path) -> None:
-    res = _probes(store, "fit", "-f", "pixels", "--tta", "--train-views")
+    plain = ("-p", "C=1", "-p", "shrink=1")  # one plain fit each: the views, not the search, are under test
+    res = _probes(store, "fit", "-f", "pixels", "--tta", "--train-views", *plain)
     assert res.exit_code == 0, res.output
     run = list_runs(store / "runs")[0]
     assert run.config["request"]["tta"] and run.metrics["val_top1"] > 0.8
-    res = _probes(store, "fit", "-f", "pixels", "--train-views", "--cv", "3")
+    res = _probes(store, "fit", "-f", "pixels", "--train-views", "--cv", "3", *plain)
     assert res.exit_code == 0, res.output
     run = list_runs(store / "runs")[0]
     assert "views of each image kept in one fold" in run.metrics["selection"]

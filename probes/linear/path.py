@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from probes.linear.design import Design, SolverOptions
 from probes.linear.lbfgs import CurvaturePairs, minimize
+
+if TYPE_CHECKING:
+    from probes.linear.objective import SoftmaxProblem
 
 # A search point is first solved this much more loosely, enough to see it is clearly worse.
 _PROBE_FACTOR = 10.0
