@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from probes.calibration import apply_temperature, fit_temperature, log_probabilities
+from probes.calibration import apply_temperature, choose_temperature, log_probabilities
 from probes.data import Features, Normalizer, ProbesError, load_features
 from probes.folds import make_folds
 from probes.heads.registry import HeadEntry, create_head, get_head
@@ -294,7 +294,7 @@ def _fit_on_val(req: FitRequest, entry: HeadEntry, feats: Features, reason: str 
     head, table = _fit_head(req, entry, source, xv, val.labels, fit_kw=fit_kw)
     chosen = _chosen(req, head)
     logp = log_probabilities(head, xv)
-    temperature = fit_temperature(logp, val.labels)
+    temperature = choose_temperature(logp, val.labels)
     raw_ece = expected_calibration_error(np.exp(logp), val.labels)
     preds = Predictions(val.ids, apply_temperature(logp, temperature), val.labels)
     mode = f"{'sweep' if req.sweep else 'selected'} on val, {place}"
@@ -369,7 +369,7 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
     head = make_head(req, chosen)
     head = head.fit(norm.transform(x), y, **fit_kw)
     oof, y, ids = oof[original], y[original], ids[original]
-    temperature = fit_temperature(oof, y)
+    temperature = choose_temperature(oof, y)
     preds = Predictions(ids, apply_temperature(oof, temperature), y)
     mode = f"{k}-fold CV ({'no val split' if 'val' not in feats.splits else 'train+val'}; {grouping}), refit on all"
     return _Outcome(Probe(head, norm, temperature), table, chosen, mode, "oof", preds,
