@@ -357,23 +357,48 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
     oof = np.zeros((len(y), len(feats.classes)), dtype=np.float32)
     chosen_all, table = [], []
     kind = req.normalize or DEFAULT_NORM
-    for fold, (tr, va) in enumerate(folds):
+    nested, fold_rows = True, []
+    for fold, (tr, va) in enumerate(folds):  # 1. each fold's selection, on an inner split of its training rows
         norm = Normalizer(kind).fit(x[tr])
-        head, t = _fit_head(req, entry, ArraySource(norm.transform(x[tr]), y[tr]), norm.transform(x[va]), y[va],
-                            fit_kw=fit_kw)
-        oof[va] = log_probabilities(head, norm.transform(x[va]))
+        head, t, inner = _select_in_fold(req, entry, norm.transform(x[tr]), y[tr],
+                                         None if groups is None else groups[tr], (norm.transform(x[va]), y[va]), fit_kw)
+        nested &= inner
         chosen_all.append(_chosen(req, head))
         table += [dict(row, fold=fold) for row in t]
+        fold_rows.append((tr, va, norm))
     chosen = _consensus(chosen_all)
+    for tr, va, norm in fold_rows:  # 2. the consensus configuration, fit per fold, scored on the held-out fold
+        fitted = make_head(req, chosen).fit(norm.transform(x[tr]), y[tr], **fit_kw)
+        oof[va] = log_probabilities(fitted, norm.transform(x[va]))
     norm = Normalizer(kind).fit(x)
     head = make_head(req, chosen)
     head = head.fit(norm.transform(x), y, **fit_kw)
     oof, y, ids = oof[original], y[original], ids[original]
     temperature = choose_temperature(oof, y)
     preds = Predictions(ids, apply_temperature(oof, temperature), y)
+    grouping += "; selected on an inner split of each fold's training rows" if nested else \
+        "; some folds too small for an inner split: their heads selected on the held-out fold (optimistic)"
     mode = f"{k}-fold CV ({'no val split' if 'val' not in feats.splits else 'train+val'}; {grouping}), refit on all"
     return _Outcome(Probe(head, norm, temperature), table, chosen, mode, "oof", preds,
                     expected_calibration_error(np.exp(oof), y))
+
+
+def _select_in_fold(req: FitRequest, entry: HeadEntry, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None,
+                    held_out: tuple[np.ndarray, np.ndarray], fit_kw: dict[str, Any]
+                    ) -> tuple[Any, list[dict[str, Any]], bool]:
+    """One fold's selection without the fold's held-out rows: a head that selects on val does so on an
+    inner stratified (grouped) split of the fold's training rows. Choosing on the scored fold made the
+    out-of-fold estimate optimistic (up to 9 points on 160 images). Returns (head, rows, nested?)."""
+    if not (entry.uses_val or req.sweep):
+        return make_head(req), [], True
+    smallest = int(np.bincount(y)[np.unique(y)].min())
+    try:
+        inner_tr, inner_va = make_folds(y, n_splits=min(5, smallest), groups=groups, seed=req.seed)[0]
+    except ValueError:  # a class with a single training row in this fold: select on the held-out rows
+        head, table = _fit_head(req, entry, ArraySource(x, y), *held_out, fit_kw=fit_kw)
+        return head, table, False
+    head, table = _fit_head(req, entry, ArraySource(x[inner_tr], y[inner_tr]), x[inner_va], y[inner_va], fit_kw=fit_kw)
+    return head, table, True
 
 
 def _consensus(chosen: list[dict[str, Any]]) -> dict[str, Any]:
