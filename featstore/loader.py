@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -96,16 +99,52 @@ def _worker_init(_: int) -> None:
         pass  # not glibc: nothing to tune
 
 
-def make_loader(work: ImageWork, *, batch_size: int, workers: int, pin_memory: bool) -> DataLoader:
+def make_loader(work: ImageWork, *, batch_size: int, workers: int, pin_memory: bool, item_bytes: int = 0,
+                note: Callable[[str], None] | None = None) -> DataLoader:
     """workers > 0: one image at a time in each worker process; 0: each batch decoded in the main
-    process on one thread per core, between two forward passes (see default_workers)."""
+    process on one thread per core, between two forward passes (see default_workers).
+
+    `item_bytes` (one decoded image) sizes the prefetch and the shared-memory check; `note` is told,
+    once, when the sharing strategy had to change.
+    """
     if work.threads is None:
         work.threads = 1 if workers > 0 else min(8, _cpus())
     kwargs: dict[str, Any] = {}
     if workers > 0:
-        kwargs.update(worker_init_fn=_worker_init, prefetch_factor=4, persistent_workers=False)
+        batch_bytes = max(1, batch_size * item_bytes)
+        prefetch = prefetch_factor(batch_bytes, workers)
+        kwargs.update(worker_init_fn=_worker_init, prefetch_factor=prefetch, persistent_workers=False)
+        _fit_shared_memory(batch_bytes * workers * prefetch, note or (lambda _: None))
     return DataLoader(work, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
                       pin_memory=pin_memory, **kwargs)
+
+
+# Decoded batches in flight per process (workers x prefetch, each in shared memory, then pinned): with
+# 8 ranks a node holds 8x this. 512 MiB keeps a node of 8 ranks under ~4 GiB of locked memory.
+IN_FLIGHT_BYTES = 512 << 20
+SHM = Path("/dev/shm")
+
+
+def prefetch_factor(batch_bytes: int, workers: int, *, budget: int = IN_FLIGHT_BYTES) -> int:
+    """Batches each worker prepares ahead: up to 4, fewer when large batches would exceed `budget`."""
+    return max(1, min(4, budget // (batch_bytes * max(1, workers))))
+
+
+def _fit_shared_memory(need: int, note: Callable[[str], None], *, shm: Path = SHM) -> None:
+    """Workers hand batches over in /dev/shm; a container's default 64 MiB dies with a bus error mid-run.
+
+    When it holds less than twice what is in flight, tensors travel through files instead (torch's
+    file_system strategy: slower to set up per batch, but bounded by the disk, not /dev/shm).
+    """
+    try:
+        free = shutil.disk_usage(shm).free
+    except OSError:
+        return  # no /dev/shm (not Linux): torch picks its own transport
+    if free >= 2 * need or torch.multiprocessing.get_sharing_strategy() == "file_system":
+        return
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    note(f"{shm} has {free >> 20} MiB free, less than the {2 * need >> 20} MiB the decode workers need: "
+         "passing batches through files instead (for full speed: docker run --shm-size=8g, or fewer --workers)")
 
 
 def _cpus() -> int:

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -20,7 +21,7 @@ from featstore.encoders import register_encoder
 from featstore.encoders.pixels import pixels_spec
 from featstore.encoders.registry import register_backend
 from featstore.encoders.pixels import PixelsBackend
-from featstore.errors import NonFiniteError, StoreLockedError
+from featstore.errors import StoreLockedError
 from featstore.extract import ExtractOptions, extract
 from featstore.images import decode_image
 from featstore.store import FeatureSetWriter, list_feature_sets, open_feature_set
@@ -169,9 +170,12 @@ def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
 
 
 class _NanOnDark(torch.nn.Module):
+    """NaN for dark images when autocast is on (an fp16/bf16 overflow stand-in); exact at fp32."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x.flatten(1).clone()
-        y[y.mean(1) < 0.5] = float("nan")
+        if torch.is_autocast_enabled("cpu"):
+            y[y.mean(1) < 0.5] = float("nan")
         return y
 
 
@@ -187,17 +191,25 @@ register_encoder("nan_test")(lambda: pixels_spec("nan_test").__class__(
     **{**pixels_spec("nan_test").__dict__, "backend": "nan-test"}))
 
 
-def test_non_finite_output_names_the_images_and_stores_nothing_of_them(tmp_path: Path) -> None:
+def test_non_finite_output_is_a_failure_of_that_image_and_a_retry_recomputes_just_it(tmp_path: Path) -> None:
     root = write_folder_dataset(tmp_path / "data", per_class=2, test=0)
     from PIL import Image
 
     Image.new("L", (64, 64), 0).save(root / "train_images" / "dog" / "zz_black.png")
-    with pytest.raises(NonFiniteError, match="dog/zz_black.png"):
-        extract(model="nan_test", data=root, cache=tmp_path / "cache", options=OPTS)
-    (folder,) = (tmp_path / "cache" / "nan_test").iterdir()
-    for shard in folder.glob("train-*.h5"):
-        with h5py.File(shard) as f:
-            assert np.isfinite(f["features"][:]).all() and "dog/zz_black.png" not in [s.decode() for s in f["ids"][:]]
+    bf16 = replace(OPTS, precision="bf16")
+    rep = extract(model="nan_test", data=root, cache=tmp_path / "cache", options=bf16)
+    assert [(f["id"], f["reason"]) for f in rep.failures] == [
+        ("dog/zz_black.png", "non-finite output at bf16 (recompute with --retry-precision fp32)")]
+    fs = open_feature_set("nan_test", cache=tmp_path / "cache")
+    train = fs.load("train")
+    assert "dog/zz_black.png" not in train.ids and len(train.ids) == rep.splits[0].images - 1  # the rest stored
+    assert np.isfinite(train.features).all()
+
+    rep = extract(model="nan_test", data=root, cache=tmp_path / "cache", options=replace(bf16, retry_precision="fp32"))
+    assert not rep.failures and rep.splits[0].extracted == 1  # only the failed image is computed again
+    assert any("1 images non-finite at bf16 were stored from fp32" in n for n in rep.notes)
+    row = open_feature_set("nan_test", cache=tmp_path / "cache").load("train")
+    assert "dog/zz_black.png" in row.ids and np.isfinite(row.features).all()
 
 
 def test_ls_lists_sets_and_copies_are_independent(tmp_path: Path) -> None:
