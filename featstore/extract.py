@@ -113,6 +113,7 @@ class ExtractReport:
     hidden: tuple[str, ...] = ()  # hidden folders of the dataset that were skipped
     notes: list[str] = field(default_factory=list)  # said once per run: batch size backed off, images recomputed
     batch_size: int = 0  # the batch size that fitted (smaller than asked after an out-of-memory back-off)
+    written: dict[str, list[str]] = field(default_factory=dict)  # set key -> shard and part files this worker wrote
 
 
 def feature_set_fields(spec: EncoderSpec, *, weights: str, precision: str, views: int, dataset: str,
@@ -229,7 +230,9 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
         reports = gather_to_lead(rank, report)
         if rank.lead:
             note = {"ranks": rank.count, "device": str(rt.device)}
-            merged = [_merge(s, wait=True, note=note) for s in sets]  # same images: the first report speaks for all
+            # from what the ranks say they wrote, not a listing, which can lag on a shared filesystem
+            merged = [_merge(s, wait=True, note=note, reported=[n for r in reports for n in r.written.get(s.key, [])])
+                      for s in sets]  # same images: the first report speaks for all
             report = _combine(reports, merge=merged[0])
         return report
 
@@ -267,6 +270,7 @@ def _extract_slice(sets: list[SetDefinition], job: _Job, rank: Rank) -> ExtractR
                                **({"recomputed": job.recomputed, "retry_precision": job.options.retry_precision}
                                   if job.recomputed else {}),
                                **{f"{r.split}_extracted": r.extracted for r in report.splits}})
+    report.written = {s.key: writers[(s.output, s.view)].written for s in sets}
     report.store_bytes = sum(_folder_bytes(s.folder) for s in sets)
     return report
 
@@ -327,12 +331,17 @@ def _with_precision(fs: SetDefinition, precision: str, compile: bool = False) ->
     return replace(fs, fields=fields, key=key, folder=fs.folder.parent / key)
 
 
-def _merge(fs: SetDefinition, *, wait: bool, note: dict[str, Any]) -> MergeReport:
-    """Under the main lock: adopt every shard, build each split's index from the full item list."""
+def _merge(fs: SetDefinition, *, wait: bool, note: dict[str, Any], reported: list[str] | None = None) -> MergeReport:
+    """Under the main lock: adopt every shard, build each split's index from the full item list.
+
+    `reported`: the shard and part files the workers said they wrote (torchrun ranks, gathered through
+    the process group); they are opened by name even where the directory listing does not show them yet.
+    """
     report = MergeReport(encoder=fs.spec.name, key=fs.key, folder=fs.folder, precision=fs.fields["precision"],
                          running=busy_worker_locks(fs.folder))
     started = now_iso()
-    with FeatureSetWriter(fs.folder, key=fs.key, key_fields=fs.fields, header=fs.header, wait=wait) as writer:
+    with FeatureSetWriter(fs.folder, key=fs.key, key_fields=fs.fields, header=fs.header, wait=wait,
+                          reported=reported or ()) as writer:
         for split, items in fs.dataset.splits.items():
             rep, failed, missing = _merge_split(writer, split, list(items))
             report.splits.append(rep)

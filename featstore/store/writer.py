@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 import shutil
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ class FeatureSetWriter:
 
     def __init__(self, folder: Path, *, key: str, key_fields: dict[str, Any], header: dict[str, Any],
                  shard_rows: int = DEFAULT_SHARD_ROWS, flush_s: float = DEFAULT_FLUSH_S, wait: bool = False,
-                 lock_name: str = ".lock", publish: bool = True) -> None:
+                 lock_name: str = ".lock", publish: bool = True, reported: Iterable[str] = ()) -> None:
         self.folder, self.key, self.key_fields, self.header = Path(folder), key, key_fields, header
         self.key_json = canonical_json(key_fields)
         self.header_json = canonical_json(header)
@@ -66,6 +67,8 @@ class FeatureSetWriter:
         self._stored: dict[str, set[tuple[str, str]]] = {}
         self.manifest: dict[str, Any] = {}
         self.repairs: list[str] = []  # what opening the set found damaged and fixed (shown to the user)
+        self.reported = tuple(reported)  # shard and part names other workers said they wrote (merge trusts these)
+        self.written: list[str] = []  # shard and part names this writer published, for whoever merges
 
     def __enter__(self) -> "FeatureSetWriter":
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -116,7 +119,7 @@ class FeatureSetWriter:
     def _adopt_shards(self) -> None:
         """List every finished shard on disk, including those of a run that was killed; a shard that is
         truncated or damaged is moved aside (its rows are then computed again)."""
-        for split, names in shard_files(self.folder).items():
+        for split, names in shard_files(self.folder, also=self.reported).items():
             entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
             stored = self._stored.setdefault(split, set())
             kept = []
@@ -143,7 +146,8 @@ class FeatureSetWriter:
     def known(self, split: str) -> dict[str, list[tuple[str, int, int]]]:
         """id -> every (sha1, size, mtime_ns) recorded for it: the last index, then workers' parts, newest first."""
         out: dict[str, list[tuple[str, int, int]]] = {}
-        for index in [self.previous_index(split), *(p.index for p in read_parts(self.folder, split))]:
+        parts = read_parts(self.folder, split, also=self.reported)
+        for index in [self.previous_index(split), *(p.index for p in parts)]:
             for i, h, size, mtime in zip(index.ids, index.sha1, index.size.tolist(), index.mtime_ns.tolist()):
                 out.setdefault(i, []).append((h, size, mtime))
         return out
@@ -151,7 +155,7 @@ class FeatureSetWriter:
     def part_failures(self, split: str) -> dict[str, str]:
         """id -> why a worker could not embed it (the newest part that tried it wins)."""
         out: dict[str, str] = {}
-        for part in read_parts(self.folder, split):
+        for part in read_parts(self.folder, split, also=self.reported):
             for f in part.failures:
                 out.setdefault(f["id"], f["reason"])
         return out
@@ -181,6 +185,7 @@ class FeatureSetWriter:
                            features=np.stack(feats), key_json=self.key_json, header_json=self.header_json)
         entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
         entry["shards"].append(path.name)
+        self.written.append(path.name)
         self._stored.setdefault(split, set()).update(zip(ids, sha1))
 
     def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]], *,
@@ -222,7 +227,9 @@ class FeatureSetWriter:
                     rank: int, count: int) -> str:
         """A worker's record of its slice of the split, for whoever merges."""
         self._check_stored(split, index)
-        return write_part(self.folder, split, rank=rank, count=count, index=index, failures=failures)
+        name = write_part(self.folder, split, rank=rank, count=count, index=index, failures=failures)
+        self.written.append(name)
+        return name
 
     def _check_stored(self, split: str, index: SplitIndex) -> None:
         self.flush(split)
