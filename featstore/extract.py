@@ -264,7 +264,7 @@ def _extract_slice(sets: list[SetDefinition], job: _Job, rank: Rank) -> ExtractR
             job.note(f"{job.recomputed} images non-finite at {job.rt.precision} were stored from "
                      f"{job.options.retry_precision}")
         report.notes = job.notes
-        if rank.alone:
+        if rank.alone and (job.changed or report.repairs or any(r.extracted for r in report.splits)):
             writer.record_run({"started": started, "finished": now_iso(), "device": str(job.rt.device),
                                "batch_size": report.batch_size,
                                **({"recomputed": job.recomputed, "retry_precision": job.options.retry_precision}
@@ -383,7 +383,7 @@ def _verify_by_hash(writer: FeatureSetWriter, split: str, todo: list[ImageItem],
         if item.id not in ids:
             continue
         try:
-            sha = sha1_bytes(read_bytes(item.path))
+            sha = sha1_bytes(read_bytes(item.file))
         except ImageDecodeError as e:
             failures[item.id] = str(e)
             continue
@@ -411,6 +411,7 @@ class _Job:
         self.fitted = 0  # batch size that fitted after an out-of-memory back-off (0: the loader's own)
         self.recomputed = 0  # images non-finite at the run's precision, stored from the retry precision
         self.notes: list[str] = []
+        self.changed = False  # some split's index or failures changed (a no-op rerun records and rewrites nothing)
 
     def model(self) -> tuple[torch.nn.Module, Any]:
         if self._model is None:
@@ -436,7 +437,7 @@ class _Job:
         index = _build_index(items, done, stats)
         failed = [{"id": i, "reason": r} for i, r in sorted(failures.items())]
         if rank.alone:
-            writer.commit_split(split, index, failed)
+            self.changed = writer.commit_split(split, index, failed) or self.changed
         else:
             writer.commit_part(split, index, failed, rank=rank.index, count=rank.count)
         rep.seconds = time.perf_counter() - t0
@@ -559,7 +560,7 @@ def _plan(writer: FeatureSetWriter | WriterGroup, split: str, items: list[ImageI
             failures[item.id] = item.problem
             continue
         try:
-            st = os.stat(item.path)
+            st = os.stat(item.file)
         except OSError as e:
             failures[item.id] = f"cannot read file: {e.strerror or e}"
             continue

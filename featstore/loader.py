@@ -54,7 +54,7 @@ class ImageWork(Dataset):
     def __getitem__(self, pos: int) -> Decoded:
         item = self.items[pos]
         try:
-            data = read_bytes(item.path)
+            data = read_bytes(item.file)
         except ImageDecodeError as e:
             return Decoded(pos, "", None, str(e))
         sha1 = sha1_bytes(data)

@@ -61,9 +61,9 @@ class WriterGroup:
                 w.add(split, [ids[k] for k in rows], [labels[k] for k in rows], [sha1[k] for k in rows],
                       features[sid][rows])
 
-    def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]], **kw: Any) -> None:
-        for w in self.writers.values():
-            w.commit_split(split, index, failures, **kw)
+    def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]], **kw: Any) -> bool:
+        """Whether any set changed (a no-op rerun writes nothing)."""
+        return any([w.commit_split(split, index, failures, **kw) for w in self.writers.values()])
 
     def commit_part(self, split: str, index: SplitIndex, failures: list[dict[str, str]], **kw: Any) -> str:
         return [w.commit_part(split, index, failures, **kw) for w in self.writers.values()][0]

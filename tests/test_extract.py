@@ -230,3 +230,17 @@ def test_info_warns_about_images_shared_between_splits(tmp_path: Path) -> None:
     extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
     shared = shared_images(open_feature_set("pixels", cache=tmp_path / "cache"))
     assert shared == {("train", "val"): [("dog/dog_000.png", "dog/copy.png")]}
+
+
+def test_noop_rerun_rewrites_nothing(tmp_path: Path) -> None:
+    root = write_folder_dataset(tmp_path / "data", per_class=2, test=1)
+    extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    (folder,) = (tmp_path / "cache" / "pixels").iterdir()
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir() if p.is_file()}
+    rep = extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    assert sum(r.extracted for r in rep.splits) == 0
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir() if p.is_file()}
+    assert after == before  # manifest, indexes, shards: not one byte or mtime changed
+    (root / "train_images" / "dog" / "dog_000.png").unlink()  # a real change is still recorded
+    extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    assert "dog/dog_000.png" not in open_feature_set("pixels", cache=tmp_path / "cache").load("train").ids

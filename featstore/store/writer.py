@@ -66,6 +66,8 @@ class FeatureSetWriter:
         self._since: dict[str, float] = {}  # when the oldest buffered row of a split arrived
         self._stored: dict[str, set[tuple[str, str]]] = {}
         self.manifest: dict[str, Any] = {}
+        self._on_disk = ""  # the manifest as read: an unchanged one is not written back on exit
+        self._previous: dict[str, SplitIndex] = {}
         self.repairs: list[str] = []  # what opening the set found damaged and fixed (shown to the user)
         self.reported = tuple(reported)  # shard and part names other workers said they wrote (merge trusts these)
         self.written: list[str] = []  # shard and part names this writer published, for whoever merges
@@ -94,7 +96,7 @@ class FeatureSetWriter:
         try:
             for split in list(self._buf):
                 self.flush(split)
-            if self.publish:
+            if self.publish and canonical_json(self.manifest) != self._on_disk:
                 self.manifest["updated"] = now_iso()
                 write_manifest(self.folder, self.manifest)
         finally:
@@ -111,6 +113,7 @@ class FeatureSetWriter:
             except DamagedManifestError as e:
                 self.repairs.append(f"manifest rebuilt from the shards ({e})")
             else:
+                self._on_disk = canonical_json(m)
                 m.update(self.header)  # class list, dataset path: the latest scan is the truth
                 return m
         return {"format": STORE_FORMAT, "key": self.key, "key_fields": self.key_fields, "splits": {},
@@ -135,8 +138,11 @@ class FeatureSetWriter:
 
     def previous_index(self, split: str) -> SplitIndex:
         """The last index; a damaged one counts as empty (every image is hashed again, none recomputed)."""
+        if split in self._previous:
+            return self._previous[split]
         try:
-            return read_index(self.folder, split)
+            self._previous[split] = read_index(self.folder, split)
+            return self._previous[split]
         except StoreError as e:
             note = f"index of {split} rebuilt from the shards and the dataset ({e})"
             if note not in self.repairs:
@@ -189,21 +195,28 @@ class FeatureSetWriter:
         self._stored.setdefault(split, set()).update(zip(ids, sha1))
 
     def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]], *,
-                     missing: int = 0) -> None:
+                     missing: int = 0) -> bool:
         """Record what the split holds now; every id in the index must have a stored vector.
 
         `missing`: images a merge found neither stored nor failed (a worker not yet run or killed).
+        Returns False when nothing changed since the last commit: then nothing is written.
         """
         if not self.publish:
             raise StoreError("a worker of several cannot commit the manifest; merge does")
         self._check_stored(split, index)
         entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
+        if ("index" in entry and entry.get("failures") == failures and entry.get("missing", 0) == missing
+                and self.previous_index(split).same_as(index)):
+            self.compact(split)  # a compaction killed before deleting the old shards is finished all the same
+            return False
         entry.update(index=write_index(self.folder, split, index), count=len(index), failures=failures)
         entry.pop("missing", None)
         if missing:
             entry["missing"] = missing
         write_manifest(self.folder, self.manifest)
+        self._previous[split] = index
         self.compact(split)
+        return True
 
     def compact(self, split: str) -> tuple[int, int]:
         """Rewrite the split's small shards (many short flushes) as few full ones: (shards before, after).
