@@ -447,11 +447,15 @@ class _Job:
                  done: dict[str, str], failures: dict[str, str], rep: SplitReport) -> None:
         model, preprocess = self.model()
         workers = default_workers(self.rt.cuda) if self.options.workers is None else self.options.workers
-        loader = make_loader(ImageWork(todo, preprocess), batch_size=self.options.batch_size, workers=workers,
-                             pin_memory=self.rt.cuda, item_bytes=_item_bytes(self.spec), note=self.note)
+        stored = writer.stored_hashes(split, {i.id for i in todo})
+        loader = make_loader(ImageWork(todo, preprocess, stored=stored), batch_size=self.options.batch_size,
+                             workers=workers, pin_memory=self.rt.cuda, item_bytes=_item_bytes(self.spec), note=self.note)
         for batch in loader:
             for pos, _sha, reason in batch.failed:
                 failures[todo[pos].id] = reason
+            for pos, sha in batch.stored:  # hashed, found stored in every set, never decoded
+                done[todo[pos].id] = sha
+            rep.reused += len(batch.stored)
             keep = [k for k, (p, h) in enumerate(zip(batch.pos, batch.sha1))
                     if not writer.is_stored(split, todo[p].id, h)]  # touched but unchanged: hash says stored
             for k in set(range(len(batch.pos))) - set(keep):
@@ -470,7 +474,7 @@ class _Job:
                     writer.add(split, ids, [sel[k].label for k in ok], sha, {s: f[rows] for s, f in feats.items()})
                 done.update(zip(ids, sha))
                 rep.extracted += len(ok)
-            self.progress.advance(len(batch.pos) + len(batch.failed))
+            self.progress.advance(len(batch.pos) + len(batch.failed) + len(batch.stored))
 
     def note(self, text: str) -> None:
         """Said once per run (the CLI prints the report's notes); repeated notes are dropped."""

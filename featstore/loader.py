@@ -7,7 +7,7 @@ import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class Decoded:
     sha1: str
     pixels: torch.Tensor | None
     error: str | None
+    stored: bool = False  # its bytes are already stored under its id: not decoded
 
 
 class ImageWork(Dataset):
@@ -35,10 +36,14 @@ class ImageWork(Dataset):
 
     `threads`: how many images of a batch __getitems__ decodes at once (None: make_loader decides).
     Pillow, hashlib and file reads release the GIL, so threads scale for the decode itself.
+    `stored`: id -> content hashes already stored for it. The hash comes before the decode, so a file
+    whose mtime changed but whose bytes did not (a copy that lost mtimes) is read and hashed, never decoded.
     """
 
-    def __init__(self, items: list[ImageItem], preprocess: Preprocess, *, threads: int | None = None) -> None:
+    def __init__(self, items: list[ImageItem], preprocess: Preprocess, *, threads: int | None = None,
+                 stored: dict[str, set[str]] | None = None) -> None:
         self.items, self.preprocess, self.threads = items, preprocess, threads
+        self.stored = stored or {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -58,6 +63,8 @@ class ImageWork(Dataset):
         except ImageDecodeError as e:
             return Decoded(pos, "", None, str(e))
         sha1 = sha1_bytes(data)
+        if sha1 in self.stored.get(item.id, ()):
+            return Decoded(pos, sha1, None, None, stored=True)
         try:
             img = decode_image(data, keep_gray=True)
             return Decoded(pos, sha1, self.preprocess.to_uint8(img), None)
@@ -73,6 +80,7 @@ class Batch:
     sha1: list[str]
     pixels: torch.Tensor  # uint8 [B, C, H, W] of the decodable items
     failed: list[tuple[int, str, str]]  # (pos, sha1, reason)
+    stored: list[tuple[int, str]] = field(default_factory=list)  # (pos, sha1) found stored by hash, not decoded
 
     def pin_memory(self) -> "Batch":
         self.pixels = self.pixels.pin_memory()
@@ -83,7 +91,8 @@ def collate(rows: list[Decoded]) -> Batch:
     ok = [r for r in rows if r.pixels is not None]
     pixels = torch.stack([r.pixels for r in ok]) if ok else torch.empty(0, dtype=torch.uint8)
     return Batch([r.pos for r in ok], [r.sha1 for r in ok], pixels,
-                 [(r.pos, r.sha1, r.error or "") for r in rows if r.pixels is None])
+                 [(r.pos, r.sha1, r.error or "") for r in rows if r.pixels is None and not r.stored],
+                 [(r.pos, r.sha1) for r in rows if r.stored])
 
 
 def _worker_init(_: int) -> None:

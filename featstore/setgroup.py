@@ -52,6 +52,11 @@ class WriterGroup:
     def is_stored(self, split: str, image_id: str, sha1: str) -> bool:
         return all(w.is_stored(split, image_id, sha1) for w in self.writers.values())
 
+    def stored_hashes(self, split: str, ids: set[str]) -> dict[str, set[str]]:
+        """id -> the content hashes every set holds a vector for, for the given ids."""
+        per_set = [w.stored_hashes(split, ids) for w in self.writers.values()]
+        return {i: set.intersection(*(s.get(i, set()) for s in per_set)) for i in per_set[0]}
+
     def add(self, split: str, ids: list[str], labels: list[int], sha1: list[str],
             features: dict[SetId, np.ndarray]) -> None:
         """Each set gets the rows it lacks (a set added by a later run is filled without duplicating others)."""

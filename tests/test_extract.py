@@ -244,3 +244,18 @@ def test_noop_rerun_rewrites_nothing(tmp_path: Path) -> None:
     (root / "train_images" / "dog" / "dog_000.png").unlink()  # a real change is still recorded
     extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
     assert "dog/dog_000.png" not in open_feature_set("pixels", cache=tmp_path / "cache").load("train").ids
+
+
+def test_files_that_lost_their_mtimes_are_hashed_not_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_folder_dataset(tmp_path / "data", per_class=2, test=1)
+    extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    ref = _all(tmp_path / "cache")
+    for p in root.rglob("*.*"):
+        os.utime(p, ns=(10**18, 10**18))  # what a copy without -p does: same bytes, new mtimes
+    import featstore.loader
+
+    monkeypatch.setattr(featstore.loader, "decode_image", lambda *a, **k: pytest.fail("decoded a stored image"))
+    rep = extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    assert sum(r.extracted for r in rep.splits) == 0 and sum(r.reused for r in rep.splits) == sum(r.images for r in rep.splits)
+    _same_store(_all(tmp_path / "cache"), ref)
+    assert open_feature_set("pixels", cache=tmp_path / "cache").load("train").ids.size  # the index took the new mtimes

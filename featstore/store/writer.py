@@ -169,6 +169,14 @@ class FeatureSetWriter:
     def is_stored(self, split: str, image_id: str, sha1: str) -> bool:
         return (image_id, sha1) in self._stored.get(split, ())
 
+    def stored_hashes(self, split: str, ids: set[str]) -> dict[str, set[str]]:
+        """id -> content hashes with a stored vector, for the given ids only."""
+        out: dict[str, set[str]] = {}
+        for i, h in self._stored.get(split, ()):
+            if i in ids:
+                out.setdefault(i, set()).add(h)
+        return out
+
     def stored_ids(self, split: str) -> set[str]:
         """Ids with at least one stored vector, whatever its content hash."""
         return {i for i, _ in self._stored.get(split, ())}
