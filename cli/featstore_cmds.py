@@ -57,6 +57,17 @@ def extract(
     """Embed every image of every split once; rerunning computes only new or changed images."""
     from contextlib import nullcontext
 
+    from featstore.uptodate import request_stamp, up_to_date
+
+    if not shard and "RANK" not in os.environ:  # a no-op rerun answers before torch is imported
+        stamp = request_stamp(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
+                              splits=splits.split(",") if splits else None, name=name, precision=precision,
+                              compile=compile, outputs=_csv(outputs), views=_csv(views))
+        if done := up_to_date(stamp, data=data, splits=splits.split(",") if splits else None):
+            out.print(f"up to date: all {done[1]:,} images already stored in {', '.join(map(str, done[0]))}",
+                      highlight=False, soft_wrap=True)
+            return
+
     from featstore.distributed import resolve_rank
     from featstore.extract import ExtractOptions
     from featstore.extract import extract as run_extract

@@ -27,6 +27,7 @@ from featstore.store.keys import MANIFEST
 from featstore.store.shards import shard_files
 from featstore.store.writer import busy_worker_locks
 from featstore.setgroup import SetId, WriterGroup
+from featstore.uptodate import record, request_stamp
 from featstore.views import ORIG, apply_view, parse_views
 
 
@@ -224,6 +225,10 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
                sets=[(s.output, s.view) for s in sets])
     with terminate_as_interrupt(), process_group(rank, rt.device):
         report = _extract_slice(sets, job, rank)
+        if rank.alone and not report.failures:  # complete: the next identical request can skip torch (uptodate)
+            record(request_stamp(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
+                                 splits=splits, name=name, precision=options.precision, compile=options.compile,
+                                 outputs=outputs, views=views), [s.folder for s in sets])
         if not rank.torchrun:
             return report
         barrier(rank)  # every rank has flushed its shards and written its parts
