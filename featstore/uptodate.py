@@ -76,13 +76,23 @@ def _holds(folder: Path, dataset: Any) -> bool:
         index = read_index(folder, split)
         if len(index) != len(items) or any(i.problem for i in items):
             return False
-        stats = [os.stat(i.file) for i in items]
         if not (np.array_equal(index.ids, np.array([i.id for i in items], dtype=object))
-                and np.array_equal(index.labels, np.array([i.label for i in items], dtype=np.int64))
-                and np.array_equal(index.size, np.array([s.st_size for s in stats], dtype=np.int64))
-                and np.array_equal(index.mtime_ns, np.array([s.st_mtime_ns for s in stats], dtype=np.int64))):
+                and np.array_equal(index.labels, np.fromiter((i.label for i in items), np.int64, len(items)))):
+            return False
+        size, mtime = _stats(items)
+        if not (np.array_equal(index.size, size) and np.array_equal(index.mtime_ns, mtime)):
             return False
     return True
+
+
+def _stats(items: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(size, mtime_ns) of each file straight into arrays: a list of stat results is ~200 B per image."""
+    size = np.empty(len(items), np.int64)
+    mtime = np.empty(len(items), np.int64)
+    for k, item in enumerate(items):
+        st = os.stat(item.file)
+        size[k], mtime[k] = st.st_size, st.st_mtime_ns
+    return size, mtime
 
 
 def _file_stat(path: str | Path | None) -> list | None:
