@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from featstore.errors import LayoutError
+from featstore.tars import is_tar_layout, scan_tars
 
 __all__ = ["IMAGE_EXTENSIONS", "SPLITS", "Dataset", "ImageItem", "scan_dataset"]
 
@@ -36,6 +37,7 @@ class ImageItem:
     file: str  # the file's path as a string: a Path per image costs ~25 µs to build, seconds at 100k+ images
     label: int  # class index, -1 when unlabeled
     problem: str = ""  # why it cannot be read at all (dangling link, name not UTF-8): recorded as a failure
+    member: tuple[int, int] | None = None  # (offset, size) inside the tar `file` (webdataset layout)
 
     @property
     def path(self) -> Path:
@@ -52,7 +54,7 @@ class Dataset:
     """
 
     root: Path
-    layout: str  # "folders" or "csv"
+    layout: str  # "folders", "csv" or "webdataset"
     classes: tuple[str, ...]
     splits: dict[str, tuple[ImageItem, ...]]
     test_order: tuple[str, ...] | None = None
@@ -72,6 +74,9 @@ def scan_dataset(root: str | os.PathLike, *, splits: Sequence[str] | None = None
         raise LayoutError(f"dataset folder {str(root)!r} does not exist or is not a folder")
     if (path / "train.csv").is_file() or (path / "test.csv").is_file():
         dataset = _scan_csv(path, splits)
+    elif is_tar_layout(path):
+        found = scan_tars(path, splits, _select, lambda i, f, label, m: ImageItem(i, f, label, "", m))
+        dataset = Dataset(root=path, layout="webdataset", classes=found["classes"], splits=found["splits"])
     else:
         dataset = _scan_folders(path, splits)
     if not any(dataset.splits.values()):

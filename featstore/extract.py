@@ -18,7 +18,8 @@ from featstore.encoders.outputs import check_outputs
 from featstore.encoders.registry import backend_for
 from featstore.encoders.weights import check_weights_file, file_identity
 from featstore.errors import ExtractionError, ImageDecodeError, StoreError
-from featstore.images import read_bytes, sha1_bytes
+from featstore.images import sha1_bytes
+from featstore.tars import read_item
 from featstore.loader import ImageWork, default_workers, make_loader
 from featstore.runtime import Runtime, bad_rows, encode_batch, prepare_model, resolve_runtime
 from featstore.signals import terminate_as_interrupt
@@ -258,7 +259,7 @@ def _extract_slice(sets: list[SetDefinition], job: _Job, rank: Rank) -> ExtractR
     with WriterGroup(writers) as writer:
         report.repairs = writer.repairs
         for split, items in fs.dataset.splits.items():
-            rep, failures = job.run_split(writer, split, rank.take(items), rank=rank)
+            rep, failures = job.run_split(writer, split, _share(rank, items), rank=rank)
             report.splits.append(rep)
             report.failures += [dict(f, split=split) for f in failures]
         report.batch_size = job.fitted or job.options.batch_size
@@ -278,6 +279,14 @@ def _extract_slice(sets: list[SetDefinition], job: _Job, rank: Rank) -> ExtractR
     report.written = {s.key: writers[(s.output, s.view)].written for s in sets}
     report.store_bytes = sum(_folder_bytes(s.folder) for s in sets)
     return report
+
+
+def _share(rank: Rank, items: tuple[ImageItem, ...]) -> list[ImageItem]:
+    """This worker's items: every N-th image, or every N-th whole tar (a rank reads its tars front to back)."""
+    if not items or items[0].member is None:
+        return rank.take(items)
+    mine = set(rank.take(sorted({i.file for i in items})))
+    return [i for i in items if i.file in mine]
 
 
 def _combine(reports: list[ExtractReport], *, merge: MergeReport) -> ExtractReport:
@@ -388,7 +397,7 @@ def _verify_by_hash(writer: FeatureSetWriter, split: str, todo: list[ImageItem],
         if item.id not in ids:
             continue
         try:
-            sha = sha1_bytes(read_bytes(item.file))
+            sha = sha1_bytes(read_item(item.file, item.member))
         except ImageDecodeError as e:
             failures[item.id] = str(e)
             continue

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from featstore.datasets import ImageItem
 from featstore.encoders.preprocess import Preprocess
 from featstore.errors import ImageDecodeError
-from featstore.images import decode_image, read_bytes, sha1_bytes
+from featstore.images import decode_image, sha1_bytes
+from featstore.tars import read_item
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class ImageWork(Dataset):
     def __getitem__(self, pos: int) -> Decoded:
         item = self.items[pos]
         try:
-            data = read_bytes(item.file)
+            data = read_item(item.file, item.member)
         except ImageDecodeError as e:
             return Decoded(pos, "", None, str(e))
         sha1 = sha1_bytes(data)
