@@ -10,6 +10,9 @@
 (2) Throughput: eva_giant_336 with random weights (built on the GPU), fp16 autocast, channels_last,
     with and without torch.compile, at each batch size: images/s of featstore's encode_batch (host
     uint8 -> device included) and peak GPU memory; plus the three-output module at one batch size.
+(3) Extraction path (bench/gpu_check_extract.py, skip with --no-extract): eva_giant_336 fp16 vs IEEE
+    fp32 cosine, host work per batch before/after with images/s and peak memory at each batch size,
+    and the out-of-memory back-off under a memory cap.
 
 Needs CUDA: on a machine without it, says so and exits with status 2. Prints markdown tables and
 writes gpu_check.json to --out (default: bench/out).
@@ -132,6 +135,7 @@ def main() -> int:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--quick", action="store_true", help="batches 64,256, 3 timed iterations")
     ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--no-extract", action="store_true", help="skip the extraction-path checks (3)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -152,9 +156,15 @@ def main() -> int:
     print("| outputs | compile | batch | images/s | peak GPU memory (GiB) |\n|---|---|---|---|---|")
     for r in speed:
         print(f"| {r['outputs']} | {r['compile']} | {r['batch']} | {r['images_per_s']:.1f} | {r['peak_gib']:.1f} |")
+    extract = None
+    if not args.no_extract:
+        import gpu_check_extract
+
+        extract = gpu_check_extract.run("eva_giant_336", batches, iters, smoke=False)
+        gpu_check_extract.render(extract)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_check.json").write_text(json.dumps({"device": torch.cuda.get_device_name(), "fidelity": fid,
-                                                         "throughput": speed}, indent=1))
+                                                         "throughput": speed, "extract": extract}, indent=1))
     return 0 if all(r["ok"] for r in fid) else 1
 
 

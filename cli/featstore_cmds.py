@@ -51,19 +51,32 @@ def extract(
     flush_seconds: Annotated[float, typer.Option(min=0.0, help="Also publish the shard in progress when it is this old: a kill (or SIGTERM) loses at most this much work. Small shards are compacted when a split completes.")] = 60.0,
     shard: Annotated[Optional[str], typer.Option(help="Run as worker I of N (slurm arrays, shell loops): embed items I, I+N, ... of each split, then `featstore merge`. Under torchrun (`torchrun --nproc-per-node N -m featstore extract ...`) ranks split the work by themselves.", metavar="I/N")] = None,
     wait: WaitOpt = False,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder (GPU, long runs).")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder (GPU, long runs). Part of the key.")] = False,
+    retry_precision: Annotated[Optional[str], typer.Option(help="Recompute images whose output is NaN/Inf at --precision (e.g. an fp16 overflow) at this one: fp32 or bf16. A rerun with it computes just those.")] = None,
     outputs: OutputsOpt = None,
     views: ViewsOpt = None,
 ) -> None:
     """Embed every image of every split once; rerunning computes only new or changed images."""
     from contextlib import nullcontext
 
+    from featstore.uptodate import request_stamp, up_to_date
+
+    if not shard and "RANK" not in os.environ:  # a no-op rerun answers before torch is imported
+        stamp = request_stamp(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
+                              splits=splits.split(",") if splits else None, name=name, precision=precision,
+                              compile=compile, outputs=_csv(outputs), views=_csv(views))
+        if done := up_to_date(stamp, data=data, splits=splits.split(",") if splits else None):
+            out.print(f"up to date: all {done[1]:,} images already stored in {', '.join(map(str, done[0]))}",
+                      highlight=False, soft_wrap=True)
+            return
+
     from featstore.distributed import resolve_rank
     from featstore.extract import ExtractOptions
     from featstore.extract import extract as run_extract
 
     opts = ExtractOptions(device=device, precision=precision, batch_size=batch_size, workers=workers,
-                          shard_rows=shard_rows, flush_s=flush_seconds, wait=wait, compile=compile)
+                          shard_rows=shard_rows, flush_s=flush_seconds, wait=wait, compile=compile,
+                          retry_precision=retry_precision)
     rank = resolve_rank(shard)
     drawn = rank.lead or not rank.torchrun  # torchrun ranks share one terminal: only rank 0 draws
     label = "" if rank.alone else f"{'rank' if rank.torchrun else 'shard'} {rank.label}"
@@ -166,8 +179,10 @@ def render_extract_report(report: Any) -> None:
     if report.hidden:
         err.print(f"skipped {len(report.hidden)} hidden folders: {', '.join(report.hidden[:5])}"
                   + (" ..." if len(report.hidden) > 5 else ""), highlight=False, soft_wrap=True)
+    for note in report.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     if report.failures:
-        err.print(f"[yellow]{len(report.failures)} unreadable images skipped[/] (listed in the manifest):")
+        err.print(f"[yellow]{len(report.failures)} images skipped[/] (listed in the manifest):")
         for f in report.failures[:20]:
             err.print(f"  {f['split']}/{f['id']}: {f['reason']}", highlight=False)
         if len(report.failures) > 20:

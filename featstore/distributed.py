@@ -83,7 +83,15 @@ def torchrun_rank(env: dict[str, str] | None = None) -> Rank | None:
 
 
 def bind_device(rank: Rank, device: str) -> str:
-    """Under torchrun, `auto`/`cuda` mean this rank's GPU, cuda:LOCAL_RANK; an explicit cuda:N stays."""
+    """Under torchrun, `auto`/`cuda` mean this rank's GPU, cuda:LOCAL_RANK.
+
+    An explicit cuda:N is refused there: every rank would land on GPU N and NCCL's init would fail
+    (or the ranks would share one GPU), so the mistake is named before any work.
+    """
+    if rank.torchrun and device.startswith("cuda:"):
+        raise ExtractionError(f"--device {device} under torchrun (rank {rank.label}): every rank would use that one "
+                              "GPU; use --device cuda (each rank takes cuda:LOCAL_RANK) and choose GPUs with "
+                              "CUDA_VISIBLE_DEVICES")
     if not rank.torchrun or device not in ("auto", "cuda") or not torch.cuda.is_available():
         return device
     if rank.local >= torch.cuda.device_count():

@@ -17,8 +17,9 @@ from featstore.encoders import EncoderSpec, create_encoder, get_spec
 from featstore.encoders.outputs import check_outputs
 from featstore.encoders.registry import backend_for
 from featstore.encoders.weights import check_weights_file, file_identity
-from featstore.errors import ExtractionError, ImageDecodeError, NonFiniteError, StoreError
-from featstore.images import read_bytes, sha1_bytes
+from featstore.errors import ExtractionError, ImageDecodeError, StoreError
+from featstore.images import sha1_bytes
+from featstore.tars import read_item
 from featstore.loader import ImageWork, default_workers, make_loader
 from featstore.runtime import Runtime, bad_rows, encode_batch, prepare_model, resolve_runtime
 from featstore.signals import terminate_as_interrupt
@@ -27,6 +28,7 @@ from featstore.store.keys import MANIFEST
 from featstore.store.shards import shard_files
 from featstore.store.writer import busy_worker_locks
 from featstore.setgroup import SetId, WriterGroup
+from featstore.uptodate import record, request_stamp
 from featstore.views import ORIG, apply_view, parse_views
 
 
@@ -55,7 +57,8 @@ class ExtractOptions:
     shard_rows: int = 4096
     flush_s: float = 60.0  # publish the shard in progress at least this often: a kill loses at most this much work
     wait: bool = False
-    compile: bool = False
+    compile: bool = False  # in the key all the same: inductor's fusions change rounding (see feature_set_fields)
+    retry_precision: str | None = None  # images non-finite at `precision` are recomputed at this one (fp32/bf16)
 
 
 @dataclass
@@ -110,16 +113,23 @@ class ExtractReport:
     sets: list[tuple[str, str, str]] = field(default_factory=list)  # (output, view, key) of every set filled
     repairs: list[str] = field(default_factory=list)  # damage found on opening the set, and what was done
     hidden: tuple[str, ...] = ()  # hidden folders of the dataset that were skipped
+    notes: list[str] = field(default_factory=list)  # said once per run: batch size backed off, images recomputed
+    batch_size: int = 0  # the batch size that fitted (smaller than asked after an out-of-memory back-off)
+    written: dict[str, list[str]] = field(default_factory=dict)  # set key -> shard and part files this worker wrote
 
 
 def feature_set_fields(spec: EncoderSpec, *, weights: str, precision: str, views: int, dataset: str,
-                       output: str | None = None, view: str = ORIG) -> dict[str, Any]:
+                       output: str | None = None, view: str = ORIG, compile: bool = False) -> dict[str, Any]:
     """The canonical description whose hash is the key: no batch size, workers, device or dataset contents.
 
     The output and view enter only when they are not the default, so today's sets keep their keys.
+    `compile` enters when on: torch.compile's fused kernels round differently from eager ones, and no
+    GPU check has yet shown the difference stays within float16 rounding, so the two are kept apart.
     """
     fields = {"encoder": spec.key_fields(), "weights": weights, "precision": precision, "views": views,
               "dataset": dataset}
+    if compile:
+        fields["compile"] = True
     if output and output != spec.default_output:
         fields["output"] = output
     if view != ORIG:
@@ -162,14 +172,15 @@ def _variant(fs: SetDefinition, output: str, view: str) -> SetDefinition:
     """The same images and weights, another output or view: its own key beside the default one."""
     f = fs.fields
     fields = feature_set_fields(fs.spec, weights=f["weights"], precision=f["precision"], views=f["views"],
-                                dataset=f["dataset"], output=output, view=view)
+                                dataset=f["dataset"], output=output, view=view, compile=f.get("compile", False))
     key = feature_key(fields)
     header = {**fs.header, "dim": fs.spec.output_dims()[output], "output": output, "view": view}
     return replace(fs, fields=fields, key=key, folder=fs.folder.parent / key, header=header, output=output, view=view)
 
 
 def define_set(*, model: str, data: str | Path, cache: str | Path | None, weights: Path | None,
-               random_weights: bool, splits: list[str] | None, name: str | None, precision: str) -> SetDefinition:
+               random_weights: bool, splits: list[str] | None, name: str | None, precision: str,
+               compile: bool = False) -> SetDefinition:
     """Everything that names the feature set; `precision` is already resolved (fp32/fp16/bf16)."""
     if weights and random_weights:
         raise ExtractionError("--weights and --random-weights exclude each other")
@@ -177,7 +188,7 @@ def define_set(*, model: str, data: str | Path, cache: str | Path | None, weight
     output = spec.default_output
     dataset = scan_dataset(data, splits=splits)
     fields = feature_set_fields(spec, weights=weights_identity(spec, weights=weights, random_weights=random_weights),
-                                precision=precision, views=1, dataset=name or str(dataset.root))
+                                precision=precision, views=1, dataset=name or str(dataset.root), compile=compile)
     key = feature_key(fields)
     folder = Path(cache or default_cache()) / encoder_dirname(spec.name) / key
     header = {"encoder": spec.name, "dim": spec.output_dims()[output], "views": 1, "output": output, "view": ORIG,
@@ -201,21 +212,33 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
     """
     options = replace(options, device=bind_device(rank, options.device))
     rt = resolve_runtime(options.device, options.precision)
+    if options.retry_precision:
+        retry = resolve_runtime(options.device, options.retry_precision).precision
+        if retry == "fp16":
+            raise ExtractionError("--retry-precision fp16: retry at a wider precision, fp32 or bf16")
+        options = replace(options, retry_precision=retry)
     wpath = Path(weights) if weights else None
     sets = define_sets(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
-                       splits=splits, name=name, precision=rt.precision, outputs=outputs, views=views)
+                       splits=splits, name=name, precision=rt.precision, outputs=outputs, views=views,
+                       compile=options.compile)
     fs = sets[0]
     job = _Job(fs.spec, rt, options, wpath, random_weights, progress or _Silent(),
                sets=[(s.output, s.view) for s in sets])
     with terminate_as_interrupt(), process_group(rank, rt.device):
         report = _extract_slice(sets, job, rank)
+        if rank.alone and not report.failures:  # complete: the next identical request can skip torch (uptodate)
+            record(request_stamp(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
+                                 splits=splits, name=name, precision=options.precision, compile=options.compile,
+                                 outputs=outputs, views=views), [s.folder for s in sets])
         if not rank.torchrun:
             return report
         barrier(rank)  # every rank has flushed its shards and written its parts
         reports = gather_to_lead(rank, report)
         if rank.lead:
             note = {"ranks": rank.count, "device": str(rt.device)}
-            merged = [_merge(s, wait=True, note=note) for s in sets]  # same images: the first report speaks for all
+            # from what the ranks say they wrote, not a listing, which can lag on a shared filesystem
+            merged = [_merge(s, wait=True, note=note, reported=[n for r in reports for n in r.written.get(s.key, [])])
+                      for s in sets]  # same images: the first report speaks for all
             report = _combine(reports, merge=merged[0])
         return report
 
@@ -236,15 +259,34 @@ def _extract_slice(sets: list[SetDefinition], job: _Job, rank: Rank) -> ExtractR
     with WriterGroup(writers) as writer:
         report.repairs = writer.repairs
         for split, items in fs.dataset.splits.items():
-            rep, failures = job.run_split(writer, split, rank.take(items), rank=rank)
+            rep, failures = job.run_split(writer, split, _share(rank, items), rank=rank)
             report.splits.append(rep)
             report.failures += [dict(f, split=split) for f in failures]
-        if rank.alone:
+        report.batch_size = job.fitted or job.options.batch_size
+        if job.fitted:
+            job.note(f"out of memory at batch size {job.options.batch_size}: backed off to {job.fitted} "
+                     f"(use --batch-size {job.fitted} next time)")
+        if job.recomputed:
+            job.note(f"{job.recomputed} images non-finite at {job.rt.precision} were stored from "
+                     f"{job.options.retry_precision}")
+        report.notes = job.notes
+        if rank.alone and (job.changed or report.repairs or any(r.extracted for r in report.splits)):
             writer.record_run({"started": started, "finished": now_iso(), "device": str(job.rt.device),
-                               "batch_size": job.options.batch_size,
+                               "batch_size": report.batch_size,
+                               **({"recomputed": job.recomputed, "retry_precision": job.options.retry_precision}
+                                  if job.recomputed else {}),
                                **{f"{r.split}_extracted": r.extracted for r in report.splits}})
+    report.written = {s.key: writers[(s.output, s.view)].written for s in sets}
     report.store_bytes = sum(_folder_bytes(s.folder) for s in sets)
     return report
+
+
+def _share(rank: Rank, items: tuple[ImageItem, ...]) -> list[ImageItem]:
+    """This worker's items: every N-th image, or every N-th whole tar (a rank reads its tars front to back)."""
+    if not items or items[0].member is None:
+        return rank.take(items)
+    mine = set(rank.take(sorted({i.file for i in items})))
+    return [i for i in items if i.file in mine]
 
 
 def _combine(reports: list[ExtractReport], *, merge: MergeReport) -> ExtractReport:
@@ -256,7 +298,9 @@ def _combine(reports: list[ExtractReport], *, merge: MergeReport) -> ExtractRepo
         splits.append(SplitReport(rep.split, images=sum(p.images for p in parts),
                                   extracted=sum(p.extracted for p in parts), reused=sum(p.reused for p in parts),
                                   failed=sum(p.failed for p in parts), seconds=max(p.seconds for p in parts)))
-    return replace(first, splits=splits, failures=merge.failures, store_bytes=_folder_bytes(first.folder), merge=merge)
+    return replace(first, splits=splits, failures=merge.failures, store_bytes=_folder_bytes(first.folder), merge=merge,
+                   notes=list(dict.fromkeys(n for r in reports for n in r.notes)),
+                   batch_size=min(r.batch_size for r in reports))
 
 
 def merge(*, model: str, data: str | Path, cache: str | Path | None = None, weights: str | Path | None = None,
@@ -283,29 +327,35 @@ def _locate(fs: SetDefinition, precision: str) -> SetDefinition:
     GPU the workers had: guessing from the local device would name another feature set.
     """
     names = ("fp16", "fp32", "bf16") if precision == "auto" else (resolve_runtime("cpu", precision).precision,)
-    sets = [_with_precision(fs, p) for p in names]
+    sets = [_with_precision(fs, p, c) for p in names for c in (False, True)]
     found = [s for s in sets if s.folder.is_dir() and (shard_files(s.folder) or (s.folder / MANIFEST).exists())]
     if len(found) == 1:
         return found[0]
     if not found:
         raise StoreError(f"nothing to merge: no shards of this feature set in {fs.folder.parent} "
                          f"(looked for precision {', '.join(names)}); run featstore extract --shard I/N first")
-    have = ", ".join(s.fields["precision"] for s in found)
+    have = ", ".join(s.fields["precision"] + (" (compiled)" if s.fields.get("compile") else "") for s in found)
     raise StoreError(f"shards of this feature set exist for precisions {have}; choose one with --precision")
 
 
-def _with_precision(fs: SetDefinition, precision: str) -> SetDefinition:
-    fields = {**fs.fields, "precision": precision}
+def _with_precision(fs: SetDefinition, precision: str, compile: bool = False) -> SetDefinition:
+    fields = {k: v for k, v in {**fs.fields, "precision": precision}.items() if k != "compile"}
+    fields.update({"compile": True} if compile else {})
     key = feature_key(fields)
     return replace(fs, fields=fields, key=key, folder=fs.folder.parent / key)
 
 
-def _merge(fs: SetDefinition, *, wait: bool, note: dict[str, Any]) -> MergeReport:
-    """Under the main lock: adopt every shard, build each split's index from the full item list."""
+def _merge(fs: SetDefinition, *, wait: bool, note: dict[str, Any], reported: list[str] | None = None) -> MergeReport:
+    """Under the main lock: adopt every shard, build each split's index from the full item list.
+
+    `reported`: the shard and part files the workers said they wrote (torchrun ranks, gathered through
+    the process group); they are opened by name even where the directory listing does not show them yet.
+    """
     report = MergeReport(encoder=fs.spec.name, key=fs.key, folder=fs.folder, precision=fs.fields["precision"],
                          running=busy_worker_locks(fs.folder))
     started = now_iso()
-    with FeatureSetWriter(fs.folder, key=fs.key, key_fields=fs.fields, header=fs.header, wait=wait) as writer:
+    with FeatureSetWriter(fs.folder, key=fs.key, key_fields=fs.fields, header=fs.header, wait=wait,
+                          reported=reported or ()) as writer:
         for split, items in fs.dataset.splits.items():
             rep, failed, missing = _merge_split(writer, split, list(items))
             report.splits.append(rep)
@@ -347,7 +397,7 @@ def _verify_by_hash(writer: FeatureSetWriter, split: str, todo: list[ImageItem],
         if item.id not in ids:
             continue
         try:
-            sha = sha1_bytes(read_bytes(item.path))
+            sha = sha1_bytes(read_item(item.file, item.member))
         except ImageDecodeError as e:
             failures[item.id] = str(e)
             continue
@@ -372,6 +422,10 @@ class _Job:
         self.outputs = tuple(dict.fromkeys(o for o, _ in sets))
         self.views = tuple(dict.fromkeys(v for _, v in sets))
         self._model: tuple[torch.nn.Module, Any] | None = None
+        self.fitted = 0  # batch size that fitted after an out-of-memory back-off (0: the loader's own)
+        self.recomputed = 0  # images non-finite at the run's precision, stored from the retry precision
+        self.notes: list[str] = []
+        self.changed = False  # some split's index or failures changed (a no-op rerun records and rewrites nothing)
 
     def model(self) -> tuple[torch.nn.Module, Any]:
         if self._model is None:
@@ -397,7 +451,7 @@ class _Job:
         index = _build_index(items, done, stats)
         failed = [{"id": i, "reason": r} for i, r in sorted(failures.items())]
         if rank.alone:
-            writer.commit_split(split, index, failed)
+            self.changed = writer.commit_split(split, index, failed) or self.changed
         else:
             writer.commit_part(split, index, failed, rank=rank.index, count=rank.count)
         rep.seconds = time.perf_counter() - t0
@@ -407,11 +461,15 @@ class _Job:
                  done: dict[str, str], failures: dict[str, str], rep: SplitReport) -> None:
         model, preprocess = self.model()
         workers = default_workers(self.rt.cuda) if self.options.workers is None else self.options.workers
-        loader = make_loader(ImageWork(todo, preprocess), batch_size=self.options.batch_size, workers=workers,
-                             pin_memory=self.rt.cuda)
+        stored = writer.stored_hashes(split, {i.id for i in todo})
+        loader = make_loader(ImageWork(todo, preprocess, stored=stored), batch_size=self.options.batch_size,
+                             workers=workers, pin_memory=self.rt.cuda, item_bytes=_item_bytes(self.spec), note=self.note)
         for batch in loader:
             for pos, _sha, reason in batch.failed:
                 failures[todo[pos].id] = reason
+            for pos, sha in batch.stored:  # hashed, found stored in every set, never decoded
+                done[todo[pos].id] = sha
+            rep.reused += len(batch.stored)
             keep = [k for k, (p, h) in enumerate(zip(batch.pos, batch.sha1))
                     if not writer.is_stored(split, todo[p].id, h)]  # touched but unchanged: hash says stored
             for k in set(range(len(batch.pos))) - set(keep):
@@ -419,23 +477,89 @@ class _Job:
                 rep.reused += 1
             if keep:
                 sel = [todo[batch.pos[k]] for k in keep]
-                feats = self._encode(model, preprocess, batch.pixels[keep], sel)
-                sha = [batch.sha1[k] for k in keep]
-                writer.add(split, [i.id for i in sel], [i.label for i in sel], sha, feats)
-                done.update(zip((i.id for i in sel), sha))
-                rep.extracted += len(keep)
-            self.progress.advance(len(batch.pos) + len(batch.failed))
+                feats, bad = self._encode(model, preprocess, _rows(batch.pixels, keep))
+                for k, reason in bad.items():
+                    failures[sel[k].id] = reason
+                ok = [k for k in range(len(sel)) if k not in bad]
+                sha = [batch.sha1[keep[k]] for k in ok]
+                ids = [sel[k].id for k in ok]
+                if ok:
+                    rows = ok if bad else slice(None)
+                    writer.add(split, ids, [sel[k].label for k in ok], sha, {s: f[rows] for s, f in feats.items()})
+                done.update(zip(ids, sha))
+                rep.extracted += len(ok)
+            self.progress.advance(len(batch.pos) + len(batch.failed) + len(batch.stored))
 
+    def note(self, text: str) -> None:
+        """Said once per run (the CLI prints the report's notes); repeated notes are dropped."""
+        if text not in self.notes:
+            self.notes.append(text)
 
-    def _encode(self, model: torch.nn.Module, preprocess: Any, pixels: torch.Tensor,
-                items: list[ImageItem]) -> dict[SetId, np.ndarray]:
-        """One forward pass per view yields every output; checked, then as the store's float16."""
-        out = {}
+    def _encode(self, model: torch.nn.Module, preprocess: Any,
+                pixels: torch.Tensor) -> tuple[dict[SetId, np.ndarray], dict[int, str]]:
+        """Every set's float16 rows, and the rows that came out non-finite (row -> reason).
+
+        With `retry_precision`, those rows are computed again at that precision before being given up:
+        a fp16 overflow in one image no longer keeps a whole set from completing.
+        """
+        out, bad = self._forward(model, preprocess, pixels, self.rt)
+        retry = self.options.retry_precision
+        if bad and retry and retry != self.rt.precision:
+            rows = sorted(bad)
+            again, still = self._forward(model, preprocess, _rows(pixels, rows), replace(self.rt, precision=retry))
+            for sid, feats in again.items():
+                out[sid][rows] = feats
+            bad = {rows[k]: reason for k, reason in still.items()}
+            self.recomputed += len(rows) - len(still)
+        return out, bad
+
+    def _forward(self, model: torch.nn.Module, preprocess: Any, pixels: torch.Tensor,
+                 rt: Runtime) -> tuple[dict[SetId, np.ndarray], dict[int, str]]:
+        """One forward pass per view, in chunks of the batch size that fits; float16 rows and bad rows."""
+        out: dict[SetId, list[np.ndarray]] = {}
+        bad: dict[int, str] = {}
         for view in self.views:
-            for output, feats in encode_batch(model, apply_view(view, pixels), preprocess, self.rt).items():
-                _check_finite(feats, items)
-                out[(output, view)] = feats.numpy().astype(np.float16)
-        return out
+            x = apply_view(view, pixels)
+            for start, y in self._chunks(model, preprocess, x, rt):
+                for output, feats in y.items():
+                    for k in bad_rows(feats).nonzero().flatten().tolist():
+                        bad[start + k] = f"non-finite output at {rt.precision}" + (
+                            "" if self.options.retry_precision else " (recompute with --retry-precision fp32)")
+                    out.setdefault((output, view), []).append(feats.numpy().astype(np.float16))
+        return {sid: np.concatenate(parts) for sid, parts in out.items()}, bad
+
+    def _chunks(self, model: torch.nn.Module, preprocess: Any, x: torch.Tensor, rt: Runtime):
+        """(start row, outputs) over `x` in slices of the batch size that fits: an out-of-memory error
+        halves it (said once) and retries, down to one image, which then fails the run."""
+        start = 0
+        while start < len(x):
+            size = self.fitted or len(x)
+            try:
+                y = encode_batch(model, x[start:start + size], preprocess, rt)
+            except torch.OutOfMemoryError:
+                if size <= 1:
+                    raise ExtractionError("out of memory with a batch of one image: this encoder does not fit "
+                                          f"on {rt.device}; use a smaller precision or another device") from None
+                if rt.cuda:
+                    torch.cuda.empty_cache()
+                self.fitted = max(1, min(size, len(x) - start) // 2)
+                continue
+            yield start, y if isinstance(y, dict) else {self.outputs[0]: y}
+            start += size
+
+
+def _rows(pixels: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """The batch itself when every row is kept (pinned memory stays pinned, no copy); else index_select,
+    one memcpy per row instead of Python-list fancy indexing's element-wise gather."""
+    if len(rows) == len(pixels):
+        return pixels
+    return pixels.index_select(0, torch.tensor(rows, dtype=torch.long))
+
+
+def _item_bytes(spec: EncoderSpec) -> int:
+    """Bytes of one decoded image as the workers ship it (uint8 C x H x W), for sizing the prefetch."""
+    h, w = spec.input_size
+    return spec.channels * h * w
 
 
 def _plan(writer: FeatureSetWriter | WriterGroup, split: str, items: list[ImageItem]):
@@ -454,7 +578,7 @@ def _plan(writer: FeatureSetWriter | WriterGroup, split: str, items: list[ImageI
             failures[item.id] = item.problem
             continue
         try:
-            st = os.stat(item.path)
+            st = os.stat(item.file)
         except OSError as e:
             failures[item.id] = f"cannot read file: {e.strerror or e}"
             continue
@@ -476,11 +600,3 @@ def _build_index(items: list[ImageItem], done: dict[str, str], stats: dict[str, 
         size=np.array([stats[i.id][0] for i in rows], dtype=np.int64),
         mtime_ns=np.array([stats[i.id][1] for i in rows], dtype=np.int64),
     )
-
-
-def _check_finite(feats: torch.Tensor, items: list[ImageItem]) -> None:
-    bad = bad_rows(feats)
-    if bad.any():
-        names = [items[k].id for k in bad.nonzero().flatten().tolist()]
-        raise NonFiniteError(f"encoder produced NaN/Inf (or values beyond float16) for {len(names)} images: "
-                             f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}; nothing of them was stored")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset
 from featstore.datasets import ImageItem
 from featstore.encoders.preprocess import Preprocess
 from featstore.errors import ImageDecodeError
-from featstore.images import decode_image, read_bytes, sha1_bytes
+from featstore.images import decode_image, sha1_bytes
+from featstore.tars import read_item
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class Decoded:
     sha1: str
     pixels: torch.Tensor | None
     error: str | None
+    stored: bool = False  # its bytes are already stored under its id: not decoded
 
 
 class ImageWork(Dataset):
@@ -32,10 +37,14 @@ class ImageWork(Dataset):
 
     `threads`: how many images of a batch __getitems__ decodes at once (None: make_loader decides).
     Pillow, hashlib and file reads release the GIL, so threads scale for the decode itself.
+    `stored`: id -> content hashes already stored for it. The hash comes before the decode, so a file
+    whose mtime changed but whose bytes did not (a copy that lost mtimes) is read and hashed, never decoded.
     """
 
-    def __init__(self, items: list[ImageItem], preprocess: Preprocess, *, threads: int | None = None) -> None:
+    def __init__(self, items: list[ImageItem], preprocess: Preprocess, *, threads: int | None = None,
+                 stored: dict[str, set[str]] | None = None) -> None:
         self.items, self.preprocess, self.threads = items, preprocess, threads
+        self.stored = stored or {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -51,10 +60,12 @@ class ImageWork(Dataset):
     def __getitem__(self, pos: int) -> Decoded:
         item = self.items[pos]
         try:
-            data = read_bytes(item.path)
+            data = read_item(item.file, item.member)
         except ImageDecodeError as e:
             return Decoded(pos, "", None, str(e))
         sha1 = sha1_bytes(data)
+        if sha1 in self.stored.get(item.id, ()):
+            return Decoded(pos, sha1, None, None, stored=True)
         try:
             img = decode_image(data, keep_gray=True)
             return Decoded(pos, sha1, self.preprocess.to_uint8(img), None)
@@ -70,6 +81,7 @@ class Batch:
     sha1: list[str]
     pixels: torch.Tensor  # uint8 [B, C, H, W] of the decodable items
     failed: list[tuple[int, str, str]]  # (pos, sha1, reason)
+    stored: list[tuple[int, str]] = field(default_factory=list)  # (pos, sha1) found stored by hash, not decoded
 
     def pin_memory(self) -> "Batch":
         self.pixels = self.pixels.pin_memory()
@@ -80,7 +92,8 @@ def collate(rows: list[Decoded]) -> Batch:
     ok = [r for r in rows if r.pixels is not None]
     pixels = torch.stack([r.pixels for r in ok]) if ok else torch.empty(0, dtype=torch.uint8)
     return Batch([r.pos for r in ok], [r.sha1 for r in ok], pixels,
-                 [(r.pos, r.sha1, r.error or "") for r in rows if r.pixels is None])
+                 [(r.pos, r.sha1, r.error or "") for r in rows if r.pixels is None and not r.stored],
+                 [(r.pos, r.sha1) for r in rows if r.stored])
 
 
 def _worker_init(_: int) -> None:
@@ -96,16 +109,52 @@ def _worker_init(_: int) -> None:
         pass  # not glibc: nothing to tune
 
 
-def make_loader(work: ImageWork, *, batch_size: int, workers: int, pin_memory: bool) -> DataLoader:
+def make_loader(work: ImageWork, *, batch_size: int, workers: int, pin_memory: bool, item_bytes: int = 0,
+                note: Callable[[str], None] | None = None) -> DataLoader:
     """workers > 0: one image at a time in each worker process; 0: each batch decoded in the main
-    process on one thread per core, between two forward passes (see default_workers)."""
+    process on one thread per core, between two forward passes (see default_workers).
+
+    `item_bytes` (one decoded image) sizes the prefetch and the shared-memory check; `note` is told,
+    once, when the sharing strategy had to change.
+    """
     if work.threads is None:
         work.threads = 1 if workers > 0 else min(8, _cpus())
     kwargs: dict[str, Any] = {}
     if workers > 0:
-        kwargs.update(worker_init_fn=_worker_init, prefetch_factor=4, persistent_workers=False)
+        batch_bytes = max(1, batch_size * item_bytes)
+        prefetch = prefetch_factor(batch_bytes, workers)
+        kwargs.update(worker_init_fn=_worker_init, prefetch_factor=prefetch, persistent_workers=False)
+        _fit_shared_memory(batch_bytes * workers * prefetch, note or (lambda _: None))
     return DataLoader(work, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
                       pin_memory=pin_memory, **kwargs)
+
+
+# Decoded batches in flight per process (workers x prefetch, each in shared memory, then pinned): with
+# 8 ranks a node holds 8x this. 512 MiB keeps a node of 8 ranks under ~4 GiB of locked memory.
+IN_FLIGHT_BYTES = 512 << 20
+SHM = Path("/dev/shm")
+
+
+def prefetch_factor(batch_bytes: int, workers: int, *, budget: int = IN_FLIGHT_BYTES) -> int:
+    """Batches each worker prepares ahead: up to 4, fewer when large batches would exceed `budget`."""
+    return max(1, min(4, budget // (batch_bytes * max(1, workers))))
+
+
+def _fit_shared_memory(need: int, note: Callable[[str], None], *, shm: Path = SHM) -> None:
+    """Workers hand batches over in /dev/shm; a container's default 64 MiB dies with a bus error mid-run.
+
+    When it holds less than twice what is in flight, tensors travel through files instead (torch's
+    file_system strategy: slower to set up per batch, but bounded by the disk, not /dev/shm).
+    """
+    try:
+        free = shutil.disk_usage(shm).free
+    except OSError:
+        return  # no /dev/shm (not Linux): torch picks its own transport
+    if free >= 2 * need or torch.multiprocessing.get_sharing_strategy() == "file_system":
+        return
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    note(f"{shm} has {free >> 20} MiB free, less than the {2 * need >> 20} MiB the decode workers need: "
+         "passing batches through files instead (for full speed: docker run --shm-size=8g, or fewer --workers)")
 
 
 def _cpus() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +49,24 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     return Runtime(device=dev, precision=precision)
 
 
+@contextmanager
+def ieee_fp32(rt: Runtime) -> Iterator[None]:
+    """fp32 means IEEE fp32: no TF32 in cuDNN convolutions (the patch embedding) or matmuls for the call.
+
+    cuDNN allows TF32 by default, so a GPU "fp32" set would differ (~1e-3 relative) from a CPU one stored
+    under the same key. The flags are process-wide: they are restored afterwards.
+    """
+    if rt.precision != "fp32":
+        yield
+        return
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def prepare_model(model: torch.nn.Module, rt: Runtime, *, compile: bool = False) -> torch.nn.Module:
     model = model.to(rt.device)
     if rt.cuda:
@@ -63,7 +83,7 @@ def encode_batch(model: torch.nn.Module, batch_u8: torch.Tensor, preprocess: Pre
     x = preprocess.normalize(x)
     if rt.cuda:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(rt.device.type, dtype=_DTYPES[rt.precision], enabled=rt.autocast):
+    with ieee_fp32(rt), torch.autocast(rt.device.type, dtype=_DTYPES[rt.precision], enabled=rt.autocast):
         y = model(x)
     if isinstance(y, dict):  # several outputs of one pass (featstore.encoders.outputs)
         return {k: _host(v) for k, v in y.items()}

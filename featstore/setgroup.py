@@ -52,6 +52,11 @@ class WriterGroup:
     def is_stored(self, split: str, image_id: str, sha1: str) -> bool:
         return all(w.is_stored(split, image_id, sha1) for w in self.writers.values())
 
+    def stored_hashes(self, split: str, ids: set[str]) -> dict[str, set[str]]:
+        """id -> the content hashes every set holds a vector for, for the given ids."""
+        per_set = [w.stored_hashes(split, ids) for w in self.writers.values()]
+        return {i: set.intersection(*(s.get(i, set()) for s in per_set)) for i in per_set[0]}
+
     def add(self, split: str, ids: list[str], labels: list[int], sha1: list[str],
             features: dict[SetId, np.ndarray]) -> None:
         """Each set gets the rows it lacks (a set added by a later run is filled without duplicating others)."""
@@ -61,9 +66,9 @@ class WriterGroup:
                 w.add(split, [ids[k] for k in rows], [labels[k] for k in rows], [sha1[k] for k in rows],
                       features[sid][rows])
 
-    def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]], **kw: Any) -> None:
-        for w in self.writers.values():
-            w.commit_split(split, index, failures, **kw)
+    def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]], **kw: Any) -> bool:
+        """Whether any set changed (a no-op rerun writes nothing)."""
+        return any([w.commit_split(split, index, failures, **kw) for w in self.writers.values()])
 
     def commit_part(self, split: str, index: SplitIndex, failures: list[dict[str, str]], **kw: Any) -> str:
         return [w.commit_part(split, index, failures, **kw) for w in self.writers.values()][0]

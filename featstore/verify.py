@@ -13,7 +13,8 @@ from filelock import FileLock, Timeout
 
 from featstore.datasets import scan_dataset
 from featstore.errors import FeatstoreError, ImageDecodeError, StoreError, StoreLockedError
-from featstore.images import read_bytes, sha1_bytes
+from featstore.images import sha1_bytes
+from featstore.tars import read_item
 from featstore.store.keys import STORE_FORMAT, canonical_json, feature_key, index_name
 from featstore.store.manifest import SplitIndex, read_index, read_manifest, write_index, write_manifest
 from featstore.store.shards import CorruptShardError, ShardRows, check_shard, read_rows, shard_files
@@ -165,7 +166,7 @@ def _check_images(split: str, index: SplitIndex, m: dict[str, Any], report: Veri
     """Re-hash every image: catches a file replaced by one of the same size and mtime."""
     root = m.get("dataset", {}).get("root")
     try:
-        paths = {i.id: i.path for i in scan_dataset(root, splits=[split]).splits.get(split, [])}
+        paths = {i.id: i for i in scan_dataset(root, splits=[split]).splits.get(split, [])}
     except (FeatstoreError, OSError, TypeError) as e:
         report.problems.append(f"{split}: cannot check images, dataset {root} unreadable ({e})")
         return
@@ -173,7 +174,7 @@ def _check_images(split: str, index: SplitIndex, m: dict[str, Any], report: Veri
     for image_id, sha in zip(index.ids, index.sha1):
         path = paths.get(image_id)
         try:
-            if path is None or sha1_bytes(read_bytes(path)) != sha:
+            if path is None or sha1_bytes(read_item(path.file, path.member)) != sha:
                 (gone if path is None else changed).append(image_id)
         except ImageDecodeError:
             gone.append(image_id)

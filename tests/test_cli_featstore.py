@@ -31,7 +31,7 @@ def test_extract_ls_info(tmp_path: Path) -> None:
     cache = str(tmp_path / "cache")
     res = _run("extract", "--model", "pixels", "--data", str(root), "--cache", cache, "--workers", "0")
     assert res.exit_code == 0, res.output
-    assert "unreadable images skipped" in res.output and "train" in res.output
+    assert "images skipped" in res.output and "train" in res.output
     res = _run("ls", "--cache", cache)
     assert res.exit_code == 0 and "pixels" in res.output
     res = _run("info", "pixels", "--cache", cache)

@@ -236,3 +236,25 @@ def test_merge_errors(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "choose one with --precision" in res.output
     res = _cli("merge", "--model", "pixels", "--data", str(root), "--cache", str(tmp_path / "c"), "--precision", "bf16")
     assert res.exit_code == 1 and "have no stored vector yet" in res.output  # shard 1/2 never ran
+
+
+def test_merge_trusts_what_workers_report_over_a_stale_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared filesystem's listing can lag behind another node's renames: merge opens reported files by name."""
+    from featstore.extract import _merge, define_sets
+
+    root = write_folder_dataset(tmp_path / "data", per_class=3, test=2)
+    cache = tmp_path / "cache"
+    opts = ExtractOptions(device="cpu", batch_size=2, workers=0, shard_rows=4)
+    reps = [extract(model="pixels", data=root, cache=cache, options=opts, rank=Rank(i, 2)) for i in range(2)]
+    reported = [n for r in reps for n in r.written[r.key]]
+    hidden = set(reps[1].written[reps[1].key])
+    assert any(n.startswith("part-") for n in hidden) and any(n.startswith("train-") for n in hidden)
+    listing = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: (p for p in listing(self) if p.name not in hidden))
+    (fs,) = define_sets(model="pixels", data=root, cache=cache, weights=None, random_weights=False, splits=None,
+                        name=None, precision="fp32")
+    stale = _merge(fs, wait=False, note={})
+    assert sum(s.missing for s in stale.splits) > 0  # what a listing-based merge reports: rank 1's images missing
+    merged = _merge(fs, wait=False, note={}, reported=reported)
+    assert sum(s.missing for s in merged.splits) == 0
+    assert sum(s.stored for s in merged.splits) == sum(r.images for rep in reps for r in rep.splits)

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -20,7 +21,7 @@ from featstore.encoders import register_encoder
 from featstore.encoders.pixels import pixels_spec
 from featstore.encoders.registry import register_backend
 from featstore.encoders.pixels import PixelsBackend
-from featstore.errors import NonFiniteError, StoreLockedError
+from featstore.errors import StoreLockedError
 from featstore.extract import ExtractOptions, extract
 from featstore.images import decode_image
 from featstore.store import FeatureSetWriter, list_feature_sets, open_feature_set
@@ -169,9 +170,12 @@ def test_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
 
 
 class _NanOnDark(torch.nn.Module):
+    """NaN for dark images when autocast is on (an fp16/bf16 overflow stand-in); exact at fp32."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x.flatten(1).clone()
-        y[y.mean(1) < 0.5] = float("nan")
+        if torch.is_autocast_enabled("cpu"):
+            y[y.mean(1) < 0.5] = float("nan")
         return y
 
 
@@ -187,17 +191,25 @@ register_encoder("nan_test")(lambda: pixels_spec("nan_test").__class__(
     **{**pixels_spec("nan_test").__dict__, "backend": "nan-test"}))
 
 
-def test_non_finite_output_names_the_images_and_stores_nothing_of_them(tmp_path: Path) -> None:
+def test_non_finite_output_is_a_failure_of_that_image_and_a_retry_recomputes_just_it(tmp_path: Path) -> None:
     root = write_folder_dataset(tmp_path / "data", per_class=2, test=0)
     from PIL import Image
 
     Image.new("L", (64, 64), 0).save(root / "train_images" / "dog" / "zz_black.png")
-    with pytest.raises(NonFiniteError, match="dog/zz_black.png"):
-        extract(model="nan_test", data=root, cache=tmp_path / "cache", options=OPTS)
-    (folder,) = (tmp_path / "cache" / "nan_test").iterdir()
-    for shard in folder.glob("train-*.h5"):
-        with h5py.File(shard) as f:
-            assert np.isfinite(f["features"][:]).all() and "dog/zz_black.png" not in [s.decode() for s in f["ids"][:]]
+    bf16 = replace(OPTS, precision="bf16")
+    rep = extract(model="nan_test", data=root, cache=tmp_path / "cache", options=bf16)
+    assert [(f["id"], f["reason"]) for f in rep.failures] == [
+        ("dog/zz_black.png", "non-finite output at bf16 (recompute with --retry-precision fp32)")]
+    fs = open_feature_set("nan_test", cache=tmp_path / "cache")
+    train = fs.load("train")
+    assert "dog/zz_black.png" not in train.ids and len(train.ids) == rep.splits[0].images - 1  # the rest stored
+    assert np.isfinite(train.features).all()
+
+    rep = extract(model="nan_test", data=root, cache=tmp_path / "cache", options=replace(bf16, retry_precision="fp32"))
+    assert not rep.failures and rep.splits[0].extracted == 1  # only the failed image is computed again
+    assert any("1 images non-finite at bf16 were stored from fp32" in n for n in rep.notes)
+    row = open_feature_set("nan_test", cache=tmp_path / "cache").load("train")
+    assert "dog/zz_black.png" in row.ids and np.isfinite(row.features).all()
 
 
 def test_ls_lists_sets_and_copies_are_independent(tmp_path: Path) -> None:
@@ -218,3 +230,32 @@ def test_info_warns_about_images_shared_between_splits(tmp_path: Path) -> None:
     extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
     shared = shared_images(open_feature_set("pixels", cache=tmp_path / "cache"))
     assert shared == {("train", "val"): [("dog/dog_000.png", "dog/copy.png")]}
+
+
+def test_noop_rerun_rewrites_nothing(tmp_path: Path) -> None:
+    root = write_folder_dataset(tmp_path / "data", per_class=2, test=1)
+    extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    (folder,) = (tmp_path / "cache" / "pixels").iterdir()
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir() if p.is_file()}
+    rep = extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    assert sum(r.extracted for r in rep.splits) == 0
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir() if p.is_file()}
+    assert after == before  # manifest, indexes, shards: not one byte or mtime changed
+    (root / "train_images" / "dog" / "dog_000.png").unlink()  # a real change is still recorded
+    extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    assert "dog/dog_000.png" not in open_feature_set("pixels", cache=tmp_path / "cache").load("train").ids
+
+
+def test_files_that_lost_their_mtimes_are_hashed_not_decoded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_folder_dataset(tmp_path / "data", per_class=2, test=1)
+    extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    ref = _all(tmp_path / "cache")
+    for p in root.rglob("*.*"):
+        os.utime(p, ns=(10**18, 10**18))  # what a copy without -p does: same bytes, new mtimes
+    import featstore.loader
+
+    monkeypatch.setattr(featstore.loader, "decode_image", lambda *a, **k: pytest.fail("decoded a stored image"))
+    rep = extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
+    assert sum(r.extracted for r in rep.splits) == 0 and sum(r.reused for r in rep.splits) == sum(r.images for r in rep.splits)
+    _same_store(_all(tmp_path / "cache"), ref)
+    assert open_feature_set("pixels", cache=tmp_path / "cache").load("train").ids.size  # the index took the new mtimes

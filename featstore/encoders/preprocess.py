@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -72,10 +73,18 @@ class Preprocess:
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 [B, C, H, W] -> float32, the same operations (and rounding) as ToTensor + Normalize."""
         x = batch.to(torch.float32).div_(255)
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        mean, std = _stats(self.mean, self.std, x.device)
         return x.sub_(mean).div_(std)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         """One image -> normalised float [C, H, W] (for tests and one-off use)."""
         return self.normalize(self.to_uint8(img)[None])[0]
+
+
+@lru_cache(maxsize=16)
+def _stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean/std uploaded once per device, not twice per batch (each upload a blocking host-to-device copy)."""
+    def put(v: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    return put(mean), put(std)

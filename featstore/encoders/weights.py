@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from featstore.encoders.hashcache import cached_hash
 from featstore.errors import WeightsError
 
 _SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
@@ -16,8 +17,24 @@ _SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 def validate_weights_file(path: Path) -> Path:
     """Exists, readable, safe, and a name -> tensor mapping: checked before a model is built."""
     path = check_weights_file(path)
-    load_state_dict_file(path, mmap=True)
+    if path.suffix.lower() == ".safetensors":
+        _check_safetensors_header(path)  # load_file would read every tensor only for the library to read them again
+    else:
+        load_state_dict_file(path, mmap=True)
     return path
+
+
+def _check_safetensors_header(path: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if not list(f.keys()):
+                raise WeightsError(f"{path.name} holds no tensors")
+    except WeightsError:
+        raise
+    except Exception as e:  # safetensors raises its own types for a damaged header
+        raise WeightsError(f"cannot read weights file {path}: {_first_line(e)}") from e
 
 
 def check_weights_file(path: Path) -> Path:
@@ -34,8 +51,16 @@ def check_weights_file(path: Path) -> Path:
     return path.resolve()
 
 
-def file_identity(path: Path, *, chunk: int = 1 << 22) -> str:
-    """sha256 of the file's bytes: the same weights under another name give the same feature set."""
+def file_identity(path: Path) -> str:
+    """sha256 of the file's bytes: the same weights under another name give the same feature set.
+
+    Remembered by path, size and mtime (featstore.encoders.hashcache): every run and every torchrun rank
+    used to re-read the whole file (4 GB for EVA-g) before any image was touched.
+    """
+    return cached_hash(Path(path), sha256_file)
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +48,13 @@ def write_part(folder: Path, split: str, *, rank: int, count: int, index: SplitI
     return name
 
 
-def read_parts(folder: Path, split: str) -> list[Part]:
-    """Every part of a split on disk, newest first (a newer record of an image wins when both still match)."""
-    found = [p for p in folder.iterdir() if (m := _PART_RE.match(p.name)) and m["split"] == split]
+def read_parts(folder: Path, split: str, *, also: Iterable[str] = ()) -> list[Part]:
+    """Every part of a split on disk, newest first (a newer record of an image wins when both still match).
+
+    `also`: part names workers reported writing, opened by name even when a stale listing misses them.
+    """
+    paths = set(folder.iterdir()) | {folder / n for n in also if (folder / n).is_file()}
+    found = [p for p in paths if (m := _PART_RE.match(p.name)) and m["split"] == split]
     found.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
     return [_read_part(p) for p in found]
 

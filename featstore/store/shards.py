@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 import hashlib
 import os
 import re
@@ -121,12 +122,17 @@ def next_shard_number(folder: Path, split: str) -> int:
     return max(nums, default=-1) + 1
 
 
-def shard_files(folder: Path) -> dict[str, list[str]]:
-    """Complete shard files on disk, per split (temp files never match the pattern)."""
+def shard_files(folder: Path, *, also: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Complete shard files on disk, per split (temp files never match the pattern).
+
+    `also`: names other processes reported writing. Each is checked by name, not found by listing:
+    a shared filesystem's directory listing can lag behind files another node just renamed into place.
+    """
     out: dict[str, list[str]] = {}
-    for p in sorted(folder.iterdir()):
-        if m := SHARD_RE.match(p.name):
-            out.setdefault(m["split"], []).append(p.name)
+    names = {p.name for p in folder.iterdir()} | {n for n in also if (folder / n).is_file()}
+    for name in sorted(names):
+        if m := SHARD_RE.match(name):
+            out.setdefault(m["split"], []).append(name)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 import shutil
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ class FeatureSetWriter:
 
     def __init__(self, folder: Path, *, key: str, key_fields: dict[str, Any], header: dict[str, Any],
                  shard_rows: int = DEFAULT_SHARD_ROWS, flush_s: float = DEFAULT_FLUSH_S, wait: bool = False,
-                 lock_name: str = ".lock", publish: bool = True) -> None:
+                 lock_name: str = ".lock", publish: bool = True, reported: Iterable[str] = ()) -> None:
         self.folder, self.key, self.key_fields, self.header = Path(folder), key, key_fields, header
         self.key_json = canonical_json(key_fields)
         self.header_json = canonical_json(header)
@@ -65,7 +66,11 @@ class FeatureSetWriter:
         self._since: dict[str, float] = {}  # when the oldest buffered row of a split arrived
         self._stored: dict[str, set[tuple[str, str]]] = {}
         self.manifest: dict[str, Any] = {}
+        self._on_disk = ""  # the manifest as read: an unchanged one is not written back on exit
+        self._previous: dict[str, SplitIndex] = {}
         self.repairs: list[str] = []  # what opening the set found damaged and fixed (shown to the user)
+        self.reported = tuple(reported)  # shard and part names other workers said they wrote (merge trusts these)
+        self.written: list[str] = []  # shard and part names this writer published, for whoever merges
 
     def __enter__(self) -> "FeatureSetWriter":
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -91,7 +96,7 @@ class FeatureSetWriter:
         try:
             for split in list(self._buf):
                 self.flush(split)
-            if self.publish:
+            if self.publish and canonical_json(self.manifest) != self._on_disk:
                 self.manifest["updated"] = now_iso()
                 write_manifest(self.folder, self.manifest)
         finally:
@@ -108,6 +113,7 @@ class FeatureSetWriter:
             except DamagedManifestError as e:
                 self.repairs.append(f"manifest rebuilt from the shards ({e})")
             else:
+                self._on_disk = canonical_json(m)
                 m.update(self.header)  # class list, dataset path: the latest scan is the truth
                 return m
         return {"format": STORE_FORMAT, "key": self.key, "key_fields": self.key_fields, "splits": {},
@@ -116,7 +122,7 @@ class FeatureSetWriter:
     def _adopt_shards(self) -> None:
         """List every finished shard on disk, including those of a run that was killed; a shard that is
         truncated or damaged is moved aside (its rows are then computed again)."""
-        for split, names in shard_files(self.folder).items():
+        for split, names in shard_files(self.folder, also=self.reported).items():
             entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
             stored = self._stored.setdefault(split, set())
             kept = []
@@ -132,8 +138,11 @@ class FeatureSetWriter:
 
     def previous_index(self, split: str) -> SplitIndex:
         """The last index; a damaged one counts as empty (every image is hashed again, none recomputed)."""
+        if split in self._previous:
+            return self._previous[split]
         try:
-            return read_index(self.folder, split)
+            self._previous[split] = read_index(self.folder, split)
+            return self._previous[split]
         except StoreError as e:
             note = f"index of {split} rebuilt from the shards and the dataset ({e})"
             if note not in self.repairs:
@@ -143,7 +152,8 @@ class FeatureSetWriter:
     def known(self, split: str) -> dict[str, list[tuple[str, int, int]]]:
         """id -> every (sha1, size, mtime_ns) recorded for it: the last index, then workers' parts, newest first."""
         out: dict[str, list[tuple[str, int, int]]] = {}
-        for index in [self.previous_index(split), *(p.index for p in read_parts(self.folder, split))]:
+        parts = read_parts(self.folder, split, also=self.reported)
+        for index in [self.previous_index(split), *(p.index for p in parts)]:
             for i, h, size, mtime in zip(index.ids, index.sha1, index.size.tolist(), index.mtime_ns.tolist()):
                 out.setdefault(i, []).append((h, size, mtime))
         return out
@@ -151,13 +161,21 @@ class FeatureSetWriter:
     def part_failures(self, split: str) -> dict[str, str]:
         """id -> why a worker could not embed it (the newest part that tried it wins)."""
         out: dict[str, str] = {}
-        for part in read_parts(self.folder, split):
+        for part in read_parts(self.folder, split, also=self.reported):
             for f in part.failures:
                 out.setdefault(f["id"], f["reason"])
         return out
 
     def is_stored(self, split: str, image_id: str, sha1: str) -> bool:
         return (image_id, sha1) in self._stored.get(split, ())
+
+    def stored_hashes(self, split: str, ids: set[str]) -> dict[str, set[str]]:
+        """id -> content hashes with a stored vector, for the given ids only."""
+        out: dict[str, set[str]] = {}
+        for i, h in self._stored.get(split, ()):
+            if i in ids:
+                out.setdefault(i, set()).add(h)
+        return out
 
     def stored_ids(self, split: str) -> set[str]:
         """Ids with at least one stored vector, whatever its content hash."""
@@ -181,24 +199,32 @@ class FeatureSetWriter:
                            features=np.stack(feats), key_json=self.key_json, header_json=self.header_json)
         entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
         entry["shards"].append(path.name)
+        self.written.append(path.name)
         self._stored.setdefault(split, set()).update(zip(ids, sha1))
 
     def commit_split(self, split: str, index: SplitIndex, failures: list[dict[str, str]], *,
-                     missing: int = 0) -> None:
+                     missing: int = 0) -> bool:
         """Record what the split holds now; every id in the index must have a stored vector.
 
         `missing`: images a merge found neither stored nor failed (a worker not yet run or killed).
+        Returns False when nothing changed since the last commit: then nothing is written.
         """
         if not self.publish:
             raise StoreError("a worker of several cannot commit the manifest; merge does")
         self._check_stored(split, index)
         entry = self.manifest["splits"].setdefault(split, {"shards": [], "count": 0, "failures": []})
+        if ("index" in entry and entry.get("failures") == failures and entry.get("missing", 0) == missing
+                and self.previous_index(split).same_as(index)):
+            self.compact(split)  # a compaction killed before deleting the old shards is finished all the same
+            return False
         entry.update(index=write_index(self.folder, split, index), count=len(index), failures=failures)
         entry.pop("missing", None)
         if missing:
             entry["missing"] = missing
         write_manifest(self.folder, self.manifest)
+        self._previous[split] = index
         self.compact(split)
+        return True
 
     def compact(self, split: str) -> tuple[int, int]:
         """Rewrite the split's small shards (many short flushes) as few full ones: (shards before, after).
@@ -222,7 +248,9 @@ class FeatureSetWriter:
                     rank: int, count: int) -> str:
         """A worker's record of its slice of the split, for whoever merges."""
         self._check_stored(split, index)
-        return write_part(self.folder, split, rank=rank, count=count, index=index, failures=failures)
+        name = write_part(self.folder, split, rank=rank, count=count, index=index, failures=failures)
+        self.written.append(name)
+        return name
 
     def _check_stored(self, split: str, index: SplitIndex) -> None:
         self.flush(split)

@@ -1,0 +1,78 @@
+"""A no-op rerun at scale: time and peak memory of `featstore extract` when every image is already stored.
+
+    python bench/noop_rerun.py [--n 200000] [--keep DIR]
+
+Writes N tiny PNGs (a folder dataset, 100 classes, 256 distinct contents cycled), extracts them once with
+`pixels`, then times a second run of the same command in a fresh process (wall seconds, peak RSS) and
+reports which heavy modules the no-op imported. Keep DIR to reuse the dataset and store between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = ("import json, resource, sys\n"
+         "from cli import featstore_app\n"
+         "try:\n    featstore_app(sys.argv[1:], prog_name='featstore')\nexcept SystemExit as e:\n    code = e.code\n"
+         "heavy = [m for m in ('torch', 'open_clip', 'torchvision', 'timm') if m in sys.modules]\n"
+         "print(json.dumps({'code': code, 'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10, "
+         "'imported': heavy}), file=sys.stderr)")
+
+
+def write_dataset(root: Path, n: int) -> None:
+    if (root / "done").exists():
+        return
+    blobs = []
+    for k in range(256):
+        buf = io.BytesIO()
+        Image.new("L", (8, 8), k).save(buf, format="PNG")
+        blobs.append(buf.getvalue())
+    for c in range(100):
+        (root / "train_images" / f"c{c:03d}").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (root / "train_images" / f"c{i % 100:03d}" / f"{i:07d}.png").write_bytes(blobs[i % 256])
+    (root / "done").write_text(str(n))
+
+
+def featstore(data: Path, cache: Path) -> tuple[float, dict]:
+    """(wall s, the child's own report: exit code, peak RSS MiB, heavy modules imported)."""
+    cmd = [sys.executable, "-c", PROBE, "extract", "--model", "pixels", "--data", str(data), "--cache", str(cache)]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    info = json.loads(res.stderr.strip().splitlines()[-1])
+    if info["code"]:
+        sys.exit(f"featstore failed:\n{res.stderr[-2000:]}")
+    return wall, info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--keep", type=Path)
+    a = ap.parse_args()
+    base = a.keep or Path(tempfile.mkdtemp(prefix="noop-"))
+    data, cache = base / f"data{a.n}", base / f"cache{a.n}"
+    t0 = time.perf_counter()
+    write_dataset(data, a.n)
+    print(f"dataset of {a.n:,} images: {time.perf_counter() - t0:.1f} s")
+    if not cache.exists():
+        wall, _ = featstore(data, cache)
+        print(f"first extraction: {wall:.1f} s")
+    wall, info = featstore(data, cache)
+    print(f"no-op rerun: {wall:.2f} s, peak RSS {info['rss_mib']} MiB, imported {info['imported'] or 'none of torch/timm/open_clip/torchvision'}")
+
+
+if __name__ == "__main__":
+    main()
