@@ -122,7 +122,7 @@ def predict(
     features: Annotated[Optional[str], typer.Option("--features", "-f", help="Feature set(s) to apply the run to (same classes and dim; comma-separated to concatenate). Default: the run's own.")] = None,
     split: Annotated[str, typer.Option(help="Split of the feature set to predict.")] = "test",
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for probabilities-<split>.npz and submission.csv.")] = Path("predictions"),
-    fmt: Annotated[str, typer.Option("--format", help="Submission format: mva or boostcamp.")] = "mva",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Submission format: mva or boostcamp. Default: the feature set's layout (CSV -> boostcamp, folders -> mva).", show_default=False)] = None,
     runs: RunsOpt = None,
     cache: CacheOpt = None,
 ) -> None:
@@ -211,8 +211,9 @@ def evaluate(
 def submit(
     run_id: Annotated[Optional[str], typer.Argument(metavar="[RUN]", help="Run id (or prefix). Default: the newest run.")] = None,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path("submission.csv"),
-    fmt: Annotated[str, typer.Option("--format", help="mva (Id,Category; Id = test file stem) or boostcamp (ID,image_path,target in test.csv order).")] = "mva",
-    sample: Annotated[Optional[Path], typer.Option(help="The competition's sample CSV: rows are written in its order, and its ids must match.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Without --sample: mva (Id,Category; Id = test file stem) or boostcamp (ID,image_path,target in test.csv order, its exact image_path strings). Default: the feature set's layout (CSV layout -> boostcamp, folders -> mva).", show_default=False)] = None,
+    sample: Annotated[Optional[Path], typer.Option(help="The competition's sample CSV, used as the template: its header, id column and id style (stem, file name, path or integer), other columns and row order are kept, only the label column is filled in. Refused, naming the difference, when its ids are not the test images.")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Write categories as class 'index' or class 'names'. Default: what the sample's label column holds when it can tell (class names that are not numbers -> names), else index.", show_default=False)] = None,
     ensemble: Annotated[Optional[list[str]], typer.Option("--ensemble", help="Ensemble these runs instead (repeat the option per run): weighted mean of calibrated probabilities, weights chosen on val.")] = None,
     runs: RunsOpt = None,
     cache: CacheOpt = None,
@@ -220,8 +221,13 @@ def submit(
     """Write the competition CSV from a run's (or an ensemble's) test predictions, validated before writing."""
     from probes.predict import submission_for
 
-    path, n = submission_for(run_id, ensemble=ensemble, out=out_path, fmt=fmt, sample=sample, runs=runs, cache=cache)
-    out.print(f"wrote {path} ({n:,} rows, format {fmt})", highlight=False)
+    sub = submission_for(run_id, ensemble=ensemble, out=out_path, fmt=fmt, sample=sample, runs=runs, cache=cache,
+                         labels=labels)
+    for run, kind, score in sub.runs:
+        err.print(f"using run {run}: {kind or 'val'} top-1 {score:.2%}", highlight=False)
+    for note in sub.notes:
+        err.print(f"note: {note}", highlight=False)
+    out.print(f"wrote {sub.path} ({sub.n:,} rows, {sub.what})", highlight=False)
 
 
 from cli.fewshot_cmds import register_fewshot  # noqa: E402  (the few-shot protocol, issue 11)
