@@ -247,7 +247,8 @@ def info(ref: Annotated[str, typer.Argument(help="Feature set key (or prefix), e
 
     out.print(f"[bold]{set_name(fs)}[/]  key {fs.key}  ({fs.folder})", highlight=False)
     out.print(f"dim {fs.dim}, {m.get('dtype', 'float16')}, views {m.get('views', 1)}, "
-              f"precision {m['key_fields']['precision']}, weights {m['key_fields']['weights']}"
+              f"precision {m['key_fields'].get('precision', 'as imported')}, "
+              f"weights {m['key_fields'].get('weights', m.get('weights_source', '?'))}"
               + ("  [red](random weights)[/]" if m.get("random_weights") else ""))
     out.print(f"dataset {fs.dataset.get('name')} ({fs.dataset.get('layout')}), {len(fs.classes)} classes: "
               f"{', '.join(fs.classes[:8])}{' ...' if len(fs.classes) > 8 else ''}", highlight=False)
@@ -291,7 +292,7 @@ def demo_data(folder: Annotated[Path, typer.Argument(help="Where to write the MV
 @boundary
 def import_cmd(
     name: Annotated[str, typer.Argument(help="Name of the new feature set (used as its encoder name in the store).")],
-    train: Annotated[Optional[Path], typer.Option(help=".npz (features, labels, ids[, classes]), .npy (features) or a .pt dict.")] = None,
+    train: Annotated[Optional[Path], typer.Option(help=".npz (features, labels, ids[, classes]), .npy (features), a .pt dict or a torch.save((features, labels[, ids])) tuple. Aliases: features/feats/embeddings/x, labels/label/targets/target/y, ids/paths/filenames. Ids must be the extracted sets' ids (path under the split folder, e.g. cat/001.jpg) to concatenate with them; without ids rows are numbered and a submission needs --sample.")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Same for the val split.")] = None,
     test: Annotated[Optional[Path], typer.Option(help="Same for the test split (labels optional).")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="Text file with one class name per line, in label order.")] = None,
@@ -310,7 +311,8 @@ def import_cmd(
         raise typer.BadParameter("give --train (image features) or --text (class-name embeddings)")
 
     names = [line.strip() for line in classes.read_text().splitlines() if line.strip()] if classes else None
-    folder = import_arrays(name, {"train": train, "val": val, "test": test}, cache=cache, classes=names)
+    folder = import_arrays(name, {"train": train, "val": val, "test": test}, cache=cache, classes=names,
+                           note=lambda line: err.print(line, highlight=False))
     out.print(f"imported {name} -> {folder}", highlight=False)
 
 

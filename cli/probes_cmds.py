@@ -130,7 +130,8 @@ def predict(
     from probes.predict import predict_run
 
     res = predict_run(run_id, features=features, split=split, out=out_dir, fmt=fmt, runs=runs, cache=cache)
-    out.print(f"wrote {res.probabilities} and {res.submission} ({res.n:,} rows)", highlight=False)
+    sub = f" and {res.submission}" if res.submission else " (no submission: the ids were generated at import; use probes submit --sample)"
+    out.print(f"wrote {res.probabilities}{sub} ({res.n:,} rows)", highlight=False)
 
 
 def render_table(rows: list[dict[str, Any]], *, title: str, best_key: str = "val_top1") -> None:

@@ -62,7 +62,7 @@ def submission_for(run_id: str | None, *, ensemble: list[str] | None, out: Path,
 @dataclass(frozen=True)
 class Prediction:
     probabilities: Path
-    submission: Path
+    submission: Path | None  # None: the ids were generated at import, they name no file
     n: int
 
 
@@ -89,5 +89,6 @@ def predict_run(run_id: str, *, features: str | None, split: str, out: Path, fmt
     np.savez(probs_path, ids=np.asarray(preds.ids, dtype=str), probs=preds.probs, labels=preds.labels,
              classes=np.asarray(feats.classes, dtype=str))
     test = split_record(feats.dataset, data.ids) if split == "test" else TestSplit(layout="folders")
-    sub = write_submission(preds, out / "submission.csv", classes=feats.classes, test=test, fmt=fmt)
+    sub = None if test.generated_ids else write_submission(preds, out / "submission.csv", classes=feats.classes,
+                                                           test=test, fmt=fmt)
     return Prediction(probs_path, sub, len(preds.ids))
