@@ -44,7 +44,7 @@ def extract(
     device: Annotated[str, typer.Option(help="auto (CUDA if available; under torchrun cuda:LOCAL_RANK), cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16. Part of the key.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")] = 64,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Decode worker processes. Default: all cores (up to 8) on CUDA, half of them on CPU.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Decode worker processes. Default: all cores (up to 8) on CUDA, 0 on CPU (batches decode threaded between forward passes).")] = None,
     shard_rows: Annotated[int, typer.Option(min=1, help="Rows per shard file; a killed run loses at most the shard in progress.")] = 4096,
     flush_seconds: Annotated[float, typer.Option(min=0.0, help="Also publish the shard in progress when it is this old: a kill (or SIGTERM) loses at most this much work. Small shards are compacted when a split completes.")] = 60.0,
     shard: Annotated[Optional[str], typer.Option(help="Run as worker I of N (slurm arrays, shell loops): embed items I, I+N, ... of each split, then `featstore merge`. Under torchrun (`torchrun --nproc-per-node N -m featstore extract ...`) ranks split the work by themselves.", metavar="I/N")] = None,
@@ -172,12 +172,13 @@ def render_extract_report(report: Any) -> None:
 
 @featstore_app.command()
 @boundary
-def models(pattern: Annotated[Optional[str], typer.Argument(help="Shell-style filter, e.g. '*clip*'.")] = None) -> None:
-    """List the registered encoders: dimension, input size, preprocessing and where the weights come from."""
+def models(pattern: Annotated[Optional[str], typer.Argument(help="Filter: a substring of the name (clip), or a shell-style glob ('*clip*'); case-insensitive.")] = None) -> None:
+    """List the registered encoders: dimension, input size, preprocessing, where the weights come from and whether they are in the local hub cache."""
     from featstore.encoders import list_specs
+    from featstore.encoders.hubcheck import cached_state
 
     table = Table()
-    for col in ("name", "backend / model", "dim", "input", "resize", "outputs", "text", "labels seen", "weights"):
+    for col in ("name", "backend / model", "dim", "input", "resize", "outputs", "text", "labels seen", "weights", "local"):
         table.add_column(col)
     specs = list_specs(pattern)
     for s in specs:
@@ -186,7 +187,7 @@ def models(pattern: Annotated[Optional[str], typer.Argument(help="Shell-style fi
         resize = s.crop_mode + (f" {s.crop_pct:.3g}" if s.crop_mode == "center" and s.crop_pct != 1 else "")
         labels = f"[yellow]ImageNet-{s.imagenet_labels[2:]}[/]" if s.imagenet_labels else "none"
         table.add_row(s.name, model, str(s.dim), s.input_desc, f"{resize}, {s.interpolation}",
-                      ", ".join(o for o, _ in s.outputs), "yes" if s.text else "", labels, s.weights_hint)
+                      ", ".join(o for o, _ in s.outputs), "yes" if s.text else "", labels, s.weights_hint, cached_state(s))
     out.print(table)
     for s in specs:  # provenance: what the weights were trained on, label fine-tuning included
         out.print(f"  {s.name}: {s.trained_on}", style="dim", highlight=False)

@@ -70,7 +70,7 @@ def fit(
     final: Annotated[bool, typer.Option("--final", help="After selection, refit the chosen configuration on train+val (test predictions come from it).")] = False,
     cv: Annotated[Optional[int], typer.Option("--cv", min=2, help="Stratified K-fold over all labeled images instead of the val split (default 5 when there is no val split).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same head.")] = 0,
-    normalize: Annotated[Optional[str], typer.Option(help="standard (per feature, fitted on train), l2 or none. Default: standard.")] = None,
+    normalize: Annotated[Optional[str], typer.Option(help="standard (per feature, fitted on train), l2 or none. Default: none (the built-in heads normalise inside: the logistic head whitens, the MLP standardises).")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")] = "auto",
     memory_gb: Annotated[Optional[float], typer.Option("--memory-gb", help="Memory budget in GB for the fit's data: train features in float32 plus the head's working copies (logistic: ~8 x dim + 16 x classes bytes per train row; mlp: ~12 x dim). Above it the head streams fp16 blocks from the store instead of loading them: the logistic head in passes, the MLP in shuffled windows (peak ~1 GB whatever the size). Default: $PROBES_MEMORY_GB or 4.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Head parameter NAME=VALUE, repeatable (e.g. -p C=0.1, -p hidden=1024, -p epochs=30).")] = None,
