@@ -74,16 +74,20 @@ def fit(
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")] = "auto",
     memory_gb: Annotated[Optional[float], typer.Option("--memory-gb", help="Memory budget in GB for the fit's data: train features in float32 plus the head's working copies (logistic: ~8 x dim + 16 x classes bytes per train row; mlp: ~12 x dim). Above it the head streams fp16 blocks from the store instead of loading them: the logistic head in passes, the MLP in shuffled windows (peak ~1 GB whatever the size). Default: $PROBES_MEMORY_GB or 4.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Head parameter NAME=VALUE, repeatable (e.g. -p C=0.1, -p hidden=1024, -p epochs=30).")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder (or dataset name) whose feature sets a --features name means, when the name matches sets of several datasets. Default: the dataset of the current folder.", show_default=False)] = None,
 ) -> None:
     """Train a head on cached features, select it on val, save a run (runs/<id>/)."""
     from featstore.provenance import label_leak_warnings
+    from featstore.store import open_feature_set
     from probes.train import FitRequest, fit_run
 
     grids = _parse_grid(grid or [])
-    req = FitRequest(features=tuple(f.strip() for f in features.split(",") if f.strip()), head=head,
+    names = [f.strip() for f in features.split(",") if f.strip()]
+    keys = tuple(open_feature_set(f, cache=cache, dataset=data).key for f in names)  # a name never means two sets
+    req = FitRequest(features=keys, head=head,
                      sweep=sweep or grids is not None, final=final, cv=cv, seed=seed, normalize=normalize, device=device,
                      params=_parse_params(param or []), grid=grids, memory_budget_gb=memory_gb)
-    for warning in label_leak_warnings(list(req.features), cache=cache):
+    for warning in label_leak_warnings(list(keys), cache=cache):
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     with err.status(f"fitting {head} on {features} ..."):
         res = fit_run(req, cache=cache, runs=runs)
@@ -94,6 +98,8 @@ def fit(
               f"macro-F1 {m['val_macro_f1']:.3f}  ECE {m['val_ece_uncalibrated']:.3f} -> {m['val_ece']:.3f} "
               f"(T={m['temperature']:.3g})  ({res.mode}; {res.seconds:.1f} s)", highlight=False)
     out.print(f"selected: {res.run.config['selected']}  ->  {res.run.folder}", highlight=False)
+    for f in res.run.config["features"]:
+        out.print(f"features: {f['encoder']} key {f['key']}, dataset {f.get('dataset') or '?'}", highlight=False)
 
 
 @probes_app.command("heads")

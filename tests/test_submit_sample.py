@@ -149,3 +149,37 @@ def test_record_keeps_test_csv_strings_and_the_layout_format(tmp_path: Path) -> 
     assert TestSplit.from_dict(test.to_dict()) == test
     assert split_record({"layout": "folders"}, ["x/a.png"]).default_format == "mva"
     assert split_record({"layout": "imported"}, ["test/0000000"]).generated_ids
+
+
+def test_a_name_of_two_datasets_is_refused_unless_data_picks_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same encoder name over two datasets: fit lists both (key, dataset, date); --data picks; fit prints what it used."""
+    from featstore.store.catalog import open_feature_set
+
+    cache = tmp_path / "cache"
+    keys = {}
+    for name in ("alpha", "beta"):
+        rng = np.random.default_rng(len(name))
+        y = np.arange(30) % 3
+        for split in ("train", "val"):
+            np.savez(tmp_path / f"{name}_{split}.npz", features=rng.normal(size=(30, 4)).astype(np.float32) + y[:, None],
+                     labels=y, ids=np.array([f"{i}.png" for i in range(30)]))
+        folder = import_arrays("enc", {s: tmp_path / f"{name}_{s}.npz" for s in ("train", "val")}, cache=cache)
+        manifest = folder / "manifest.json"
+        import json
+
+        m = json.loads(manifest.read_text())
+        m["dataset"] = {**m["dataset"], "name": name, "root": str(tmp_path / name)}  # as if extracted from two folders
+        manifest.write_text(json.dumps(m))
+        keys[name] = folder.name
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Exception, match="names feature sets of 2 datasets") as e:
+        open_feature_set("enc", cache=cache)
+    assert keys["alpha"] in str(e.value) and "dataset beta" in str(e.value)
+    assert open_feature_set("enc", cache=cache, dataset=tmp_path / "beta").key == keys["beta"]
+    (tmp_path / "alpha").mkdir()
+    monkeypatch.chdir(tmp_path / "alpha")  # the current dataset decides
+    assert open_feature_set("enc", cache=cache).key == keys["alpha"]
+    res = runner.invoke(probes_app, ["fit", "-f", "enc", "--data", str(tmp_path / "beta"), "--cache", str(cache),
+                                     "--runs", str(tmp_path / "runs")])
+    assert res.exit_code == 0, res.output
+    assert f"features: enc key {keys['beta']}, dataset beta" in res.output
