@@ -221,6 +221,50 @@ def ls_sets(cache: CacheOpt = None) -> None:
         table.add_row(set_name(s), s.key, counts, str(s.dim), human_bytes(s.size_bytes()), str(len(s.failures())),
                       s.manifest.get("updated", "")[:19], s.dataset.get("name", ""))
     out.print(table)
+    total = sum(s.size_bytes() for s in sets)
+    out.print(f"{len(sets)} feature sets, {human_bytes(total)} in all", style="dim", highlight=False)
+
+
+@featstore_app.command("rm")
+@boundary
+def rm_set(
+    refs: Annotated[list[str], typer.Argument(metavar="SET...", help="Feature set key (or prefix), encoder/key, or name.")],
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder (or name) a name refers to when several datasets have one.", show_default=False)] = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Delete feature sets (runs fitted on them can still submit: they keep their test predictions)."""
+    from featstore.housekeeping import remove_set
+    from featstore.store.catalog import set_name
+
+    for ref in refs:
+        fs, size = remove_set(ref, cache=cache, dataset=data)
+        out.print(f"removed {set_name(fs)} {fs.key} (dataset {fs.dataset.get('name', '?')}, {human_bytes(size)})",
+                  highlight=False)
+
+
+@featstore_app.command()
+@boundary
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed, remove nothing.")] = False,
+    unused: Annotated[bool, typer.Option("--unused", help="Also remove every feature set that no run in --runs uses.")] = False,
+    runs: Annotated[Optional[Path], typer.Option("--runs", help="Runs folder for --unused. Default: $PROBES_RUNS or ./runs.", show_default=False)] = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Remove the store's litter: temp shards of killed writers, quarantined shards, and with --unused the sets no run uses."""
+    from featstore.housekeeping import collect_garbage
+
+    keep = None
+    if unused:
+        from probes.runs import default_runs, used_keys  # the CLI knows both packages; the store knows no runs
+
+        runs_dir = runs or default_runs()
+        if not runs_dir.is_dir():
+            raise ValueError(f"--unused: no runs folder {runs_dir}; every set would count as unused (give --runs)")
+        keep = used_keys(runs_dir)
+    found = collect_garbage(cache=cache, keep_keys=keep, dry_run=dry_run)
+    for path, size, why in found.items:
+        out.print(f"{'would remove' if dry_run else 'removed'} {path} ({human_bytes(size)}): {why}", highlight=False)
+    out.print(f"{'would free' if dry_run else 'freed'} {human_bytes(found.bytes)} ({len(found.items)} items)", highlight=False)
 
 
 def _text_table(texts: list[Any]) -> None:

@@ -154,22 +154,55 @@ def render_table(rows: list[dict[str, Any]], *, title: str, best_key: str = "val
 
 @probes_app.command("runs")
 @boundary
-def list_runs_cmd(runs: RunsOpt = None) -> None:
-    """Table of saved runs: id, features, head, val top-1, time."""
-    from probes.runs import list_runs
+def list_runs_cmd(
+    runs: RunsOpt = None,
+    sort: Annotated[str, typer.Option("--sort", help="score (val/OOF top-1, best first) or time (newest first).")] = "time",
+    features: Annotated[Optional[str], typer.Option("--features", "-f", help="Only runs whose feature sets' encoder or key contains this.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Only runs on a dataset whose name contains this.", show_default=False)] = None,
+) -> None:
+    """Table of saved runs: dataset and key, head, params, seed, selection kind, scores, size; * marks the best per dataset."""
+    from cli.common import human_bytes
+    from probes.runs import list_runs, run_bytes, run_row
 
-    all_runs = list_runs(runs)
-    if not all_runs:
-        err.print(f"no runs in {runs or 'runs'}")
+    if sort not in ("score", "time"):
+        raise ValueError(f"--sort {sort!r}: expected score or time")
+    rows = [run_row(r) for r in list_runs(runs)]
+    rows = [r for r in rows if (not features or features in r["features"]) and (not dataset or dataset in r["dataset"])]
+    if not rows:
+        err.print(f"no runs in {runs or 'runs'}" + (" matching the filters" if features or dataset else ""))
         return
+    if sort == "score":
+        rows.sort(key=lambda r: -r["score"])
+    best = {}
+    for r in rows:
+        if r["dataset"] not in best or r["score"] > best[r["dataset"]]["score"]:
+            best[r["dataset"]] = r
     table = Table()
-    for c in ("run", "features", "head", "val top-1", "val top-5", "selection", "seconds"):
+    for c in ("", "run", "dataset", "features", "head", "params", "seed", "selection", "top-1", "top-5", "size", "created"):
         table.add_column(c)
-    for r in all_runs:
-        feats = "+".join(f["encoder"] for f in r.config["features"])
-        table.add_row(r.id, feats, r.config["head"], f"{r.metrics['val_top1']:.2%}", f"{r.metrics['val_top5']:.2%}",
-                      r.metrics.get("selection", ""), f"{r.metrics.get('seconds', 0):.1f}")
+    total = 0
+    for r in rows:
+        size = run_bytes(r["run"])
+        total += size
+        table.add_row("*" if best[r["dataset"]] is r else "", r["id"], r["dataset"], r["features"], r["head"], r["params"],
+                      str(r["seed"]), r["selection"], f"{r['score']:.2%}", f"{r['top5']:.2%}", human_bytes(size),
+                      r["created"], style="bold green" if best[r["dataset"]] is r else None)
     out.print(table)
+    out.print(f"{len(rows)} runs, {human_bytes(total)} in all; * best top-1 per dataset", style="dim", highlight=False)
+
+
+@probes_app.command("rm")
+@boundary
+def rm_runs(
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or unique prefixes).")],
+    runs: RunsOpt = None,
+) -> None:
+    """Delete runs (all names are checked before any is deleted)."""
+    from cli.common import human_bytes
+    from probes.runs import remove_runs
+
+    for run_id, size in remove_runs(run_ids, runs=runs):
+        out.print(f"removed {run_id} ({human_bytes(size)})", highlight=False)
 
 
 @probes_app.command()
@@ -182,11 +215,11 @@ def evaluate(
     top: Annotated[int, typer.Option(help="How many confused class pairs to list.")] = 10,
 ) -> None:
     """Top-1/top-5, macro-F1, calibration, worst classes and confused pairs; confusion and per-class PNGs."""
-    from probes.evaluate import evaluate_runs
+    from probes.evaluate import evaluate_runs, split_of
     from probes.runs import resolve_run
 
     chosen = [resolve_run(r, runs=runs) for r in (run_ids or [None])]
-    split = "val" if all(r.has("val") for r in chosen) else "oof"
+    split = split_of(chosen)
     ev = evaluate_runs(chosen, split=split, ensemble=ensemble, plots_dir=plots)
     table = Table(title=f"{split} metrics", title_justify="left")
     for c in ("run", "n", "top-1", "top-5", "macro-F1", "ECE (uncalibrated)", "worst classes"):
