@@ -63,17 +63,23 @@ def _is_current(fs: FeatureSet) -> bool:
     return here == root_path or here in root_path.parents or root_path in here.parents
 
 
+def _folder_of(fs: FeatureSet) -> str:
+    """One dataset = one folder (two --name over one folder are the same images); imported sets by name."""
+    name, root = _dataset_of(fs)
+    return root or f"name:{name}"
+
+
 def _one_dataset(sets: list[FeatureSet], ref: str, dataset: str | Path | None) -> FeatureSet:
     """The newest of ``sets`` once they all describe one dataset; a name never silently picks another dataset's set."""
-    if len({_dataset_of(s) for s in sets}) == 1:
+    if len({_folder_of(s) for s in sets}) == 1:
         return sets[0]
     hits = [s for s in sets if _is_dataset(s, dataset)] if dataset is not None else [s for s in sets if _is_current(s)]
-    if hits and len({_dataset_of(s) for s in hits}) == 1:
+    if hits and len({_folder_of(s) for s in hits}) == 1:
         return hits[0]
     listed = "; ".join(f"{s.key} (dataset {_dataset_of(s)[0] or '?'}, {s.manifest.get('updated', '')[:16]})"
                        for s in sets)
     chosen = f" and none is of dataset {dataset}" if dataset is not None else ""
-    raise StoreError(f"{ref!r} names feature sets of {len({_dataset_of(s) for s in sets})} datasets{chosen}: {listed}; "
+    raise StoreError(f"{ref!r} names feature sets of {len({_folder_of(s) for s in sets})} datasets{chosen}: {listed}; "
                      "give the key, or the dataset folder (probes fit --data DIR)")
 
 
