@@ -28,16 +28,16 @@ def _dataset(run: Run) -> str:
 
 
 def check_comparable(runs: list[Run], split: str) -> None:
-    """Runs side by side must score the same images of the same classes: refuse runs of different datasets."""
+    """Runs side by side must score the same images of the same classes: runs of different datasets are refused.
+    (Not by dataset name: an imported set is named after itself, so two imports of one dataset differ by name.)"""
     first = runs[0]
     for r in runs[1:]:
-        why = ("different datasets" if _dataset(first) and _dataset(r) and _dataset(first) != _dataset(r) else
-               "different classes" if r.config["classes"] != first.config["classes"] else
-               f"different {split} images" if r.has(split) and first.has(split)
+        why = ("other classes" if r.config["classes"] != first.config["classes"] else
+               f"other {split} images" if r.has(split) and first.has(split)
                and not np.array_equal(r.predictions(split).ids, first.predictions(split).ids) else None)
         if why:
             raise ProbesError(f"runs {first.id} ({_dataset(first) or '?'}) and {r.id} ({_dataset(r) or '?'}) are of "
-                              f"{why}: evaluate them separately")
+                              f"different datasets ({why}): evaluate them separately")
 
 
 def split_of(runs: list[Run]) -> str:
