@@ -264,7 +264,8 @@ def submit(
     sub = submission_for(run_id, ensemble=ensemble, out=out_path, fmt=fmt, sample=sample, runs=runs, cache=cache,
                          labels=labels)
     for run, kind, score in sub.runs:
-        err.print(f"using run {run}: {kind or 'val'} top-1 {score:.2%}", highlight=False)
+        err.print(f"using run {run}: {'OOF' if 'fold' in kind else 'val'} top-1 {score:.2%} ({kind or 'val'})",
+                  highlight=False)
     for note in sub.notes:
         err.print(f"note: {note}", highlight=False)
     out.print(f"wrote {sub.path} ({sub.n:,} rows, {sub.what})", highlight=False)
