@@ -178,15 +178,15 @@ def list_runs_cmd(
         if r["dataset"] not in best or r["score"] > best[r["dataset"]]["score"]:
             best[r["dataset"]] = r
     table = Table()
-    for c in ("", "run", "dataset", "features", "head", "params", "seed", "selection", "top-1", "top-5", "size", "created"):
-        table.add_column(c)
+    for c in ("", "run", "dataset", "features", "head", "params", "seed", "selection", "top-1", "top-5", "size"):
+        table.add_column(c, no_wrap=c in ("run", "top-1"))  # the id is what the other commands take; it holds the time
     total = 0
     for r in rows:
         size = run_bytes(r["run"])
         total += size
-        table.add_row("*" if best[r["dataset"]] is r else "", r["id"], r["dataset"], r["features"], r["head"], r["params"],
+        table.add_row("*" if best[r["dataset"]] is r else "", r["id"], Path(r["dataset"]).name, r["features"], r["head"], r["params"],
                       str(r["seed"]), r["selection"], f"{r['score']:.2%}", f"{r['top5']:.2%}", human_bytes(size),
-                      r["created"], style="bold green" if best[r["dataset"]] is r else None)
+                      style="bold green" if best[r["dataset"]] is r else None)
     out.print(table)
     out.print(f"{len(rows)} runs, {human_bytes(total)} in all; * best top-1 per dataset", style="dim", highlight=False)
 
