@@ -46,7 +46,7 @@ def extract(
     device: Annotated[str, typer.Option(help="auto (CUDA if available; under torchrun cuda:LOCAL_RANK), cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (fp16 autocast on CUDA, fp32 on CPU), fp32, fp16 or bf16. Part of the key.")] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")] = 64,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Decode worker processes. Default: all cores (up to 8) on CUDA, half of them on CPU.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Decode worker processes. Default: all cores (up to 8) on CUDA, 0 on CPU (batches decode threaded between forward passes).")] = None,
     shard_rows: Annotated[int, typer.Option(min=1, help="Rows per shard file; a killed run loses at most the shard in progress.")] = 4096,
     flush_seconds: Annotated[float, typer.Option(min=0.0, help="Also publish the shard in progress when it is this old: a kill (or SIGTERM) loses at most this much work. Small shards are compacted when a split completes.")] = 60.0,
     shard: Annotated[Optional[str], typer.Option(help="Run as worker I of N (slurm arrays, shell loops): embed items I, I+N, ... of each split, then `featstore merge`. Under torchrun (`torchrun --nproc-per-node N -m featstore extract ...`) ranks split the work by themselves.", metavar="I/N")] = None,
@@ -191,12 +191,13 @@ def render_extract_report(report: Any) -> None:
 
 @featstore_app.command()
 @boundary
-def models(pattern: Annotated[Optional[str], typer.Argument(help="Shell-style filter, e.g. '*clip*'.")] = None) -> None:
-    """List the registered encoders: dimension, input size, preprocessing and where the weights come from."""
+def models(pattern: Annotated[Optional[str], typer.Argument(help="Filter: a substring of the name (clip), or a shell-style glob ('*clip*'); case-insensitive.")] = None) -> None:
+    """List the registered encoders: dimension, input size, preprocessing, where the weights come from and whether they are in the local hub cache."""
     from featstore.encoders import list_specs
+    from featstore.encoders.hubcheck import cached_state
 
     table = Table()
-    for col in ("name", "backend / model", "dim", "input", "resize", "outputs", "text", "labels seen", "weights"):
+    for col in ("name", "backend / model", "dim", "input", "resize", "outputs", "text", "labels seen", "weights", "local"):
         table.add_column(col)
     specs = list_specs(pattern)
     for s in specs:
@@ -205,7 +206,7 @@ def models(pattern: Annotated[Optional[str], typer.Argument(help="Shell-style fi
         resize = s.crop_mode + (f" {s.crop_pct:.3g}" if s.crop_mode == "center" and s.crop_pct != 1 else "")
         labels = f"[yellow]ImageNet-{s.imagenet_labels[2:]}[/]" if s.imagenet_labels else "none"
         table.add_row(s.name, model, str(s.dim), s.input_desc, f"{resize}, {s.interpolation}",
-                      ", ".join(o for o, _ in s.outputs), "yes" if s.text else "", labels, s.weights_hint)
+                      ", ".join(o for o, _ in s.outputs), "yes" if s.text else "", labels, s.weights_hint, cached_state(s))
     out.print(table)
     for s in specs:  # provenance: what the weights were trained on, label fine-tuning included
         out.print(f"  {s.name}: {s.trained_on}", style="dim", highlight=False)
@@ -239,6 +240,50 @@ def ls_sets(cache: CacheOpt = None) -> None:
         table.add_row(set_name(s), s.key, counts, str(s.dim), human_bytes(s.size_bytes()), str(len(s.failures())),
                       s.manifest.get("updated", "")[:19], s.dataset.get("name", ""))
     out.print(table)
+    total = sum(s.size_bytes() for s in sets)
+    out.print(f"{len(sets)} feature sets, {human_bytes(total)} in all", style="dim", highlight=False)
+
+
+@featstore_app.command("rm")
+@boundary
+def rm_set(
+    refs: Annotated[list[str], typer.Argument(metavar="SET...", help="Feature set key (or prefix), encoder/key, or name.")],
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder (or name) a name refers to when several datasets have one.", show_default=False)] = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Delete feature sets (runs fitted on them can still submit: they keep their test predictions)."""
+    from featstore.housekeeping import remove_set
+    from featstore.store.catalog import set_name
+
+    for ref in refs:
+        fs, size = remove_set(ref, cache=cache, dataset=data)
+        out.print(f"removed {set_name(fs)} {fs.key} (dataset {fs.dataset.get('name', '?')}, {human_bytes(size)})",
+                  highlight=False)
+
+
+@featstore_app.command()
+@boundary
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed, remove nothing.")] = False,
+    unused: Annotated[bool, typer.Option("--unused", help="Also remove every feature set that no run in --runs uses.")] = False,
+    runs: Annotated[Optional[Path], typer.Option("--runs", help="Runs folder for --unused. Default: $PROBES_RUNS or ./runs.", show_default=False)] = None,
+    cache: CacheOpt = None,
+) -> None:
+    """Remove the store's litter: temp shards of killed writers, quarantined shards, and with --unused the sets no run uses."""
+    from featstore.housekeeping import collect_garbage
+
+    keep = None
+    if unused:
+        from probes.runs import default_runs, used_keys  # the CLI knows both packages; the store knows no runs
+
+        runs_dir = runs or default_runs()
+        if not runs_dir.is_dir():
+            raise ValueError(f"--unused: no runs folder {runs_dir}; every set would count as unused (give --runs)")
+        keep = used_keys(runs_dir)
+    found = collect_garbage(cache=cache, keep_keys=keep, dry_run=dry_run)
+    for path, size, why in found.items:
+        out.print(f"{'would remove' if dry_run else 'removed'} {path} ({human_bytes(size)}): {why}", highlight=False)
+    out.print(f"{'would free' if dry_run else 'freed'} {human_bytes(found.bytes)} ({len(found.items)} items)", highlight=False)
 
 
 def _text_table(texts: list[Any]) -> None:
@@ -266,7 +311,8 @@ def info(ref: Annotated[str, typer.Argument(help="Feature set key (or prefix), e
 
     out.print(f"[bold]{set_name(fs)}[/]  key {fs.key}  ({fs.folder})", highlight=False)
     out.print(f"dim {fs.dim}, {m.get('dtype', 'float16')}, views {m.get('views', 1)}, "
-              f"precision {m['key_fields']['precision']}, weights {m['key_fields']['weights']}"
+              f"precision {m['key_fields'].get('precision', 'as imported')}, "
+              f"weights {m['key_fields'].get('weights', m.get('weights_source', '?'))}"
               + ("  [red](random weights)[/]" if m.get("random_weights") else ""))
     out.print(f"dataset {fs.dataset.get('name')} ({fs.dataset.get('layout')}), {len(fs.classes)} classes: "
               f"{', '.join(fs.classes[:8])}{' ...' if len(fs.classes) > 8 else ''}", highlight=False)
@@ -310,7 +356,7 @@ def demo_data(folder: Annotated[Path, typer.Argument(help="Where to write the MV
 @boundary
 def import_cmd(
     name: Annotated[str, typer.Argument(help="Name of the new feature set (used as its encoder name in the store).")],
-    train: Annotated[Optional[Path], typer.Option(help=".npz (features, labels, ids[, classes]), .npy (features) or a .pt dict.")] = None,
+    train: Annotated[Optional[Path], typer.Option(help=".npz (features, labels, ids[, classes]), .npy (features), a .pt dict or a torch.save((features, labels[, ids])) tuple. Aliases: features/feats/embeddings/x, labels/label/targets/target/y, ids/paths/filenames. Ids must be the extracted sets' ids (path under the split folder, e.g. cat/001.jpg) to concatenate with them; without ids rows are numbered and a submission needs --sample.")] = None,
     val: Annotated[Optional[Path], typer.Option(help="Same for the val split.")] = None,
     test: Annotated[Optional[Path], typer.Option(help="Same for the test split (labels optional).")] = None,
     classes: Annotated[Optional[Path], typer.Option(help="Text file with one class name per line, in label order.")] = None,
@@ -329,7 +375,8 @@ def import_cmd(
         raise typer.BadParameter("give --train (image features) or --text (class-name embeddings)")
 
     names = [line.strip() for line in classes.read_text().splitlines() if line.strip()] if classes else None
-    folder = import_arrays(name, {"train": train, "val": val, "test": test}, cache=cache, classes=names)
+    folder = import_arrays(name, {"train": train, "val": val, "test": test}, cache=cache, classes=names,
+                           note=lambda line: err.print(line, highlight=False))
     out.print(f"imported {name} -> {folder}", highlight=False)
 
 

@@ -73,24 +73,28 @@ def fit(
     final: Annotated[bool, typer.Option("--final", help="After selection, refit the chosen configuration on train+val (test predictions come from it).")] = False,
     cv: Annotated[Optional[int], typer.Option("--cv", min=2, help="Stratified K-fold over all labeled images instead of the val split (default 5 when there is no val split).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same head.")] = 0,
-    normalize: Annotated[Optional[str], typer.Option(help="standard (per feature, fitted on train), l2 or none. Default: standard.")] = None,
+    normalize: Annotated[Optional[str], typer.Option(help="standard (per feature, fitted on train), l2 or none. Default: none (the built-in heads normalise inside: the logistic head whitens, the MLP standardises).")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA if available), cpu or cuda.")] = "auto",
     memory_gb: Annotated[Optional[float], typer.Option("--memory-gb", help="Memory budget in GB for the fit's data: train features in float32 plus the head's working copies (logistic: ~8 x dim + 16 x classes bytes per train row; mlp: ~12 x dim). Above it the head streams fp16 blocks from the store instead of loading them: the logistic head in passes, the MLP in shuffled windows (peak ~1 GB whatever the size). Default: $PROBES_MEMORY_GB or 4.")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Head parameter NAME=VALUE, repeatable (e.g. -p C=0.1, -p hidden=1024, -p epochs=30).")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Average each val/test vector over its stored views (sets extracted with --views orig,hflip) before predicting.")] = False,
     train_views: Annotated[bool, typer.Option("--train-views", help="Use every stored view of a train image as a training row (CV keeps an image's views in one fold).")] = False,
     text: Annotated[Optional[str], typer.Option("--text", help="Class-name text embeddings for the text-aware heads (zeroshot, clap, lpp, tip, wise, zslogistic): a text set (featstore text / featstore import --text) or FILE.npz with classes and embeddings [K, D] or [K, T, D].")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Dataset folder (or dataset name) whose feature sets a --features name means, when the name matches sets of several datasets. Default: the dataset of the current folder.", show_default=False)] = None,
 ) -> None:
     """Train a head on cached features, select it on val, save a run (runs/<id>/)."""
     from featstore.provenance import label_leak_warnings
+    from featstore.store import open_feature_set
     from probes.train import FitRequest, fit_run
 
     grids = _parse_grid(grid or [])
-    req = FitRequest(features=tuple(f.strip() for f in features.split(",") if f.strip()), head=head,
+    names = [f.strip() for f in features.split(",") if f.strip()]
+    keys = tuple(open_feature_set(f, cache=cache, dataset=data).key for f in names)  # a name never means two sets
+    req = FitRequest(features=keys, head=head,
                      sweep=sweep or grids is not None, final=final, cv=cv, seed=seed, normalize=normalize, device=device,
                      params=_parse_params(param or []), grid=grids, memory_budget_gb=memory_gb, text=text,
                      tta=tta, train_views=train_views)
-    for warning in label_leak_warnings(list(req.features), cache=cache):
+    for warning in label_leak_warnings(list(keys), cache=cache):
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     with err.status(f"fitting {head} on {features} ..."):
         res = fit_run(req, cache=cache, runs=runs)
@@ -102,6 +106,8 @@ def fit(
               f"macro-F1 {m['val_macro_f1']:.3f}  ECE {m['val_ece_uncalibrated']:.3f} -> {m['val_ece']:.3f} "
               f"(T={m['temperature']:.3g})  ({res.mode}; {res.seconds:.1f} s)", highlight=False)
     out.print(f"selected: {res.run.config['selected']}  ->  {res.run.folder}", highlight=False)
+    for f in res.run.config["features"]:
+        out.print(f"features: {f['encoder']} key {f['key']}, dataset {f.get('dataset') or '?'}", highlight=False)
 
 
 @probes_app.command("heads")
@@ -130,7 +136,7 @@ def predict(
     features: Annotated[Optional[str], typer.Option("--features", "-f", help="Feature set(s) to apply the run to (same classes and dim; comma-separated to concatenate). Default: the run's own.")] = None,
     split: Annotated[str, typer.Option(help="Split of the feature set to predict.")] = "test",
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for probabilities-<split>.npz and submission.csv.")] = Path("predictions"),
-    fmt: Annotated[str, typer.Option("--format", help="Submission format: mva or boostcamp.")] = "mva",
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Submission format: mva or boostcamp. Default: the feature set's layout (CSV -> boostcamp, folders -> mva).", show_default=False)] = None,
     runs: RunsOpt = None,
     cache: CacheOpt = None,
 ) -> None:
@@ -138,7 +144,8 @@ def predict(
     from probes.predict import predict_run
 
     res = predict_run(run_id, features=features, split=split, out=out_dir, fmt=fmt, runs=runs, cache=cache)
-    out.print(f"wrote {res.probabilities} and {res.submission} ({res.n:,} rows)", highlight=False)
+    sub = f" and {res.submission}" if res.submission else " (no submission: the ids were generated at import; use probes submit --sample)"
+    out.print(f"wrote {res.probabilities}{sub} ({res.n:,} rows)", highlight=False)
 
 
 def render_table(rows: list[dict[str, Any]], *, title: str, best_key: str = "val_top1") -> None:
@@ -155,22 +162,55 @@ def render_table(rows: list[dict[str, Any]], *, title: str, best_key: str = "val
 
 @probes_app.command("runs")
 @boundary
-def list_runs_cmd(runs: RunsOpt = None) -> None:
-    """Table of saved runs: id, features, head, val top-1, time."""
-    from probes.runs import list_runs
+def list_runs_cmd(
+    runs: RunsOpt = None,
+    sort: Annotated[str, typer.Option("--sort", help="score (val/OOF top-1, best first) or time (newest first).")] = "time",
+    features: Annotated[Optional[str], typer.Option("--features", "-f", help="Only runs whose feature sets' encoder or key contains this.", show_default=False)] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Only runs on a dataset whose name contains this.", show_default=False)] = None,
+) -> None:
+    """Table of saved runs: dataset and key, head, params, seed, selection kind, scores, size; * marks the best per dataset."""
+    from cli.common import human_bytes
+    from probes.runs import list_runs, run_bytes, run_row
 
-    all_runs = list_runs(runs)
-    if not all_runs:
-        err.print(f"no runs in {runs or 'runs'}")
+    if sort not in ("score", "time"):
+        raise ValueError(f"--sort {sort!r}: expected score or time")
+    rows = [run_row(r) for r in list_runs(runs)]
+    rows = [r for r in rows if (not features or features in r["features"]) and (not dataset or dataset in r["dataset"])]
+    if not rows:
+        err.print(f"no runs in {runs or 'runs'}" + (" matching the filters" if features or dataset else ""))
         return
+    if sort == "score":
+        rows.sort(key=lambda r: -r["score"])
+    best = {}
+    for r in rows:
+        if r["dataset"] not in best or r["score"] > best[r["dataset"]]["score"]:
+            best[r["dataset"]] = r
     table = Table()
-    for c in ("run", "features", "head", "val top-1", "val top-5", "selection", "seconds"):
-        table.add_column(c)
-    for r in all_runs:
-        feats = "+".join(f["encoder"] for f in r.config["features"])
-        table.add_row(r.id, feats, r.config["head"], f"{r.metrics['val_top1']:.2%}", f"{r.metrics['val_top5']:.2%}",
-                      r.metrics.get("selection", ""), f"{r.metrics.get('seconds', 0):.1f}")
+    for c in ("", "run", "dataset", "features", "head", "params", "seed", "selection", "top-1", "top-5", "size"):
+        table.add_column(c, no_wrap=c in ("run", "top-1"))  # the id is what the other commands take; it holds the time
+    total = 0
+    for r in rows:
+        size = run_bytes(r["run"])
+        total += size
+        table.add_row("*" if best[r["dataset"]] is r else "", r["id"], Path(r["dataset"]).name, r["features"], r["head"], r["params"],
+                      str(r["seed"]), r["selection"], f"{r['score']:.2%}", f"{r['top5']:.2%}", human_bytes(size),
+                      style="bold green" if best[r["dataset"]] is r else None)
     out.print(table)
+    out.print(f"{len(rows)} runs, {human_bytes(total)} in all; * best top-1 per dataset", style="dim", highlight=False)
+
+
+@probes_app.command("rm")
+@boundary
+def rm_runs(
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or unique prefixes).")],
+    runs: RunsOpt = None,
+) -> None:
+    """Delete runs (all names are checked before any is deleted)."""
+    from cli.common import human_bytes
+    from probes.runs import remove_runs
+
+    for run_id, size in remove_runs(run_ids, runs=runs):
+        out.print(f"removed {run_id} ({human_bytes(size)})", highlight=False)
 
 
 @probes_app.command()
@@ -183,11 +223,11 @@ def evaluate(
     top: Annotated[int, typer.Option(help="How many confused class pairs to list.")] = 10,
 ) -> None:
     """Top-1/top-5, macro-F1, calibration, worst classes and confused pairs; confusion and per-class PNGs."""
-    from probes.evaluate import evaluate_runs
+    from probes.evaluate import evaluate_runs, split_of
     from probes.runs import resolve_run
 
     chosen = [resolve_run(r, runs=runs) for r in (run_ids or [None])]
-    split = "val" if all(r.has("val") for r in chosen) else "oof"
+    split = split_of(chosen)
     ev = evaluate_runs(chosen, split=split, ensemble=ensemble, plots_dir=plots)
     table = Table(title=f"{split} metrics", title_justify="left")
     for c in ("run", "n", "top-1", "top-5", "macro-F1", "ECE (uncalibrated)", "worst classes"):
@@ -219,8 +259,9 @@ def evaluate(
 def submit(
     run_id: Annotated[Optional[str], typer.Argument(metavar="[RUN]", help="Run id (or prefix). Default: the newest run.")] = None,
     out_path: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")] = Path("submission.csv"),
-    fmt: Annotated[str, typer.Option("--format", help="mva (Id,Category; Id = test file stem) or boostcamp (ID,image_path,target in test.csv order).")] = "mva",
-    sample: Annotated[Optional[Path], typer.Option(help="The competition's sample CSV: rows are written in its order, and its ids must match.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Without --sample: mva (Id,Category; Id = test file stem) or boostcamp (ID,image_path,target in test.csv order, its exact image_path strings). Default: the feature set's layout (CSV layout -> boostcamp, folders -> mva).", show_default=False)] = None,
+    sample: Annotated[Optional[Path], typer.Option(help="The competition's sample CSV, used as the template: its header, id column and id style (stem, file name, path or integer), other columns and row order are kept, only the label column is filled in. Refused, naming the difference, when its ids are not the test images.")] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Write categories as class 'index' or class 'names'. Default: what the sample's label column holds when it can tell (class names that are not numbers -> names), else index.", show_default=False)] = None,
     ensemble: Annotated[Optional[list[str]], typer.Option("--ensemble", help="Ensemble these runs instead (repeat the option per run): weighted mean of calibrated probabilities, weights chosen on val.")] = None,
     runs: RunsOpt = None,
     cache: CacheOpt = None,
@@ -228,8 +269,14 @@ def submit(
     """Write the competition CSV from a run's (or an ensemble's) test predictions, validated before writing."""
     from probes.predict import submission_for
 
-    path, n = submission_for(run_id, ensemble=ensemble, out=out_path, fmt=fmt, sample=sample, runs=runs, cache=cache)
-    out.print(f"wrote {path} ({n:,} rows, format {fmt})", highlight=False)
+    sub = submission_for(run_id, ensemble=ensemble, out=out_path, fmt=fmt, sample=sample, runs=runs, cache=cache,
+                         labels=labels)
+    for run, kind, score in sub.runs:
+        err.print(f"using run {run}: {'OOF' if 'fold' in kind else 'val'} top-1 {score:.2%} ({kind or 'val'})",
+                  highlight=False)
+    for note in sub.notes:
+        err.print(f"note: {note}", highlight=False)
+    out.print(f"wrote {sub.path} ({sub.n:,} rows, {sub.what})", highlight=False)
 
 
 from cli.fewshot_cmds import register_fewshot  # noqa: E402  (the few-shot protocol, issue 11)

@@ -21,6 +21,7 @@ from featstore.errors import ExtractionError, ImageDecodeError, StoreError
 from featstore.images import sha1_bytes
 from featstore.tars import read_item
 from featstore.loader import ImageWork, default_workers, make_loader
+from featstore.reuse import borrow
 from featstore.runtime import Runtime, bad_rows, encode_batch, prepare_model, resolve_runtime
 from featstore.signals import terminate_as_interrupt
 from featstore.store import FeatureSetWriter, SplitIndex, default_cache, encoder_dirname, feature_key, now_iso
@@ -439,6 +440,8 @@ class _Job:
         t0 = time.perf_counter()
         rep = SplitReport(split, images=len(items))
         done, todo, stats, failures = _plan(writer, split, items)
+        if todo:  # bytes another dataset folder's set already embedded (a copied or moved folder): copy, not compute
+            todo = borrow(writer, split, todo, done)
         rep.reused = len(done)
         if todo:
             self.model()  # weights problems surface before a progress bar is drawn

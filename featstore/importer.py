@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -13,6 +13,11 @@ from featstore.errors import StoreError
 from featstore.store import FeatureSetWriter, SplitIndex, default_cache, encoder_dirname, feature_key, now_iso
 
 SPLIT_ORDER = ("train", "val", "test")
+# what notebooks call them, first match wins; `torch.save((X, y))` / `(X, y, ids)` tuples are taken in that order
+ALIASES = {"features": ("features", "feats", "embeddings", "embeds", "x", "X"),
+           "labels": ("labels", "label", "targets", "target", "y"),
+           "ids": ("ids", "id", "paths", "image_paths", "filenames", "files")}
+TUPLE_ORDER = ("features", "labels", "ids")
 
 
 def load_arrays(path: Path, *, split: str) -> dict[str, np.ndarray]:
@@ -31,8 +36,11 @@ def load_arrays(path: Path, *, split: str) -> dict[str, np.ndarray]:
             import torch
 
             obj = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, (tuple, list)) and 1 <= len(obj) <= 3:
+                obj = dict(zip(TUPLE_ORDER, obj))  # torch.save((X, y)): the notebook idiom
             if not isinstance(obj, dict):
-                raise StoreError(f"{path}: expected a dict with 'features' (and 'labels', 'ids'), got {type(obj).__name__}")
+                raise StoreError(f"{path}: expected a dict with 'features' (and 'labels', 'ids') or a (features, labels"
+                                 f"[, ids]) tuple, got {type(obj).__name__}")
             raw = {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in obj.items()}
         else:
             raise StoreError(f"{path}: expected .npz, .npy or .pt")
@@ -43,10 +51,25 @@ def load_arrays(path: Path, *, split: str) -> dict[str, np.ndarray]:
     return _check(raw, path=path, split=split)
 
 
+def _alias(raw: dict[str, Any], what: str) -> str | None:
+    return next((k for k in ALIASES[what] if k in raw), None)
+
+
+def describe(raw: dict[str, Any]) -> str:
+    """Which of the file's arrays became features, labels and ids (the import says so: a wrong guess is visible)."""
+    parts = []
+    for what in TUPLE_ORDER:
+        k = _alias(raw, what)
+        parts.append(f"{what} from {k!r}" if k else f"no {what}")
+    return ", ".join(parts)
+
+
 def _check(raw: dict[str, Any], *, path: Path, split: str) -> dict[str, np.ndarray]:
-    feats = raw.get("features", raw.get("feats", raw.get("x")))
-    if feats is None:
-        raise StoreError(f"{path}: no 'features' array (found: {', '.join(raw) or 'nothing'})")
+    key = _alias(raw, "features")
+    if key is None:
+        raise StoreError(f"{path}: no features array (looked for {', '.join(ALIASES['features'])}; "
+                         f"found: {', '.join(raw) or 'nothing'})")
+    feats = raw[key]
     feats = np.asarray(feats)
     if feats.ndim != 2 or not np.issubdtype(feats.dtype, np.floating):
         raise StoreError(f"{path}: features must be a 2-D float array, got {feats.dtype} {feats.shape}")
@@ -57,8 +80,9 @@ def _check(raw: dict[str, Any], *, path: Path, split: str) -> dict[str, np.ndarr
     n = len(feats)
     if n == 0:
         raise StoreError(f"{path}: the {split} split holds no rows")
-    labels = _labels(raw.get("labels", raw.get("y", np.full(n, -1))), path=path)
-    ids = raw.get("ids")
+    label_key, id_key = _alias(raw, "labels"), _alias(raw, "ids")
+    labels = _labels(raw[label_key] if label_key else np.full(n, -1), path=path)
+    ids = raw[id_key] if id_key else None
     ids = np.array([f"{split}/{k:07d}" for k in range(n)], dtype=object) if ids is None else np.asarray(ids).astype(str).astype(object)
     if len(labels) != n or len(ids) != n:
         raise StoreError(f"{path}: {n} features but {len(labels)} labels and {len(ids)} ids")
@@ -69,7 +93,8 @@ def _check(raw: dict[str, Any], *, path: Path, split: str) -> dict[str, np.ndarr
     if (labels < (0 if split != "test" else -1)).any():
         raise StoreError(f"{path}: negative label {int(labels.min())} (labels are class indices 0..K-1"
                          + (", or -1 for an unlabeled test image)" if split == "test" else ")"))
-    return {"features": feats, "labels": labels, "ids": ids, **({"classes": raw["classes"]} if "classes" in raw else {})}
+    return {"features": feats, "labels": labels, "ids": ids, "used": describe(raw),
+            **({"classes": raw["classes"]} if "classes" in raw else {})}
 
 
 def _labels(raw: Any, *, path: Path) -> np.ndarray:
@@ -115,9 +140,18 @@ def _same_rows(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
 
 
 def import_arrays(name: str, files: dict[str, Path], *, cache: Path | None = None,
-                  classes: list[str] | None = None) -> Path:
-    """Write the given splits as feature set `name`; returns its folder. Class names default to the label values."""
+                  classes: list[str] | None = None, note: Callable[[str], None] | None = None) -> Path:
+    """Write the given splits as feature set `name`; returns its folder. Class names default to the label values.
+    ``note`` hears, per split, which arrays were used.
+
+    Ids: each split's rows keep the file's ids (an 'ids' array, strings), which must be the extracted sets' ids
+    (the image path relative to the split folder, '/'-separated, e.g. ``cat/001.jpg``; for a CSV layout the
+    normalised ``image_path``) to concatenate with them; without ids rows are named ``split/0000000`` by position."""
     arrays = {s: load_arrays(p, split=s) for s, p in files.items() if p is not None}
+    for s, a in arrays.items():
+        if note is not None:
+            note(f"{s}: {a.pop('used')} ({len(a['features']):,} x {a['features'].shape[1]})")
+        a.pop("used", None)
     if "train" not in arrays:
         raise StoreError("import needs at least --train")
     dims = {s: a["features"].shape[1] for s, a in arrays.items()}

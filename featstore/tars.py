@@ -9,7 +9,6 @@ members are read by the scan; an image's bytes are read later from its offset in
 
 from __future__ import annotations
 
-import os
 import tarfile
 from pathlib import Path
 from typing import Any

@@ -26,7 +26,7 @@ class Features:
 
     @property
     def refs(self) -> list[dict[str, str]]:
-        return [{"encoder": s.encoder, "key": s.key} for s in self.sets]
+        return [{"encoder": s.encoder, "key": s.key, "dataset": s.dataset.get("name", "")} for s in self.sets]
 
     @property
     def dataset(self) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from featstore.store import open_feature_set
 from probes.data import ProbesError
 from probes.ensemble import ensemble_predictions
 from probes.runs import Predictions, Run, resolve_run
-from probes.submit import write_submission
+from probes.submit import build_table, write_submission, write_table
+from probes.testsplit import TestSplit, split_record
 
 
 def test_predictions(run_id: str | None, *, ensemble: list[str] | None, runs: Path | None) -> tuple[list[Run], Predictions]:
@@ -26,29 +27,46 @@ def test_predictions(run_id: str | None, *, ensemble: list[str] | None, runs: Pa
     return chosen, preds
 
 
-def submission_for(run_id: str | None, *, ensemble: list[str] | None, out: Path, fmt: str, sample: Path | None,
-                   runs: Path | None, cache: Path | None) -> tuple[Path, int]:
-    """Write the CSV; the test image count and the CSV order come from the store's manifest, not from paths."""
-    chosen, preds = test_predictions(run_id, ensemble=ensemble, runs=runs)
-    ref = chosen[0].config["features"][0]
-    fs = open_feature_set(ref["key"], cache=cache)
+@dataclass(frozen=True)
+class Submission:
+    path: Path
+    n: int
+    what: str
+    runs: list[tuple[str, str, float]]  # (run id, selection kind, its val/OOF top-1)
+    notes: list[str]
+
+
+def run_test_split(run: Run, *, cache: Path | None) -> TestSplit:
+    """The run's own record (runs since issue 12 keep it, so deleting the set loses nothing), else its set's."""
+    if run.config.get("test"):
+        return TestSplit.from_dict(run.config["test"])
+    fs = open_feature_set(run.config["features"][0]["key"], cache=cache)
     store_ids = fs.index("test").ids
-    if not np.array_equal(store_ids, preds.ids):
-        raise ProbesError(f"the store's test split ({len(store_ids)} images) changed since run {chosen[0].id} "
-                          f"({len(preds.ids)} predictions); refit the run")
-    path = write_submission(preds, out, n_classes=len(chosen[0].config["classes"]), n_test=len(store_ids), fmt=fmt,
-                            test_order=fs.dataset.get("test_order"), sample=sample)
-    return path, len(store_ids)
+    if not np.array_equal(store_ids, run.predictions("test").ids):
+        raise ProbesError(f"the store's test split ({len(store_ids)} images) changed since run {run.id}; refit the run")
+    return split_record(fs.dataset, store_ids)
+
+
+def submission_for(run_id: str | None, *, ensemble: list[str] | None, out: Path, fmt: str | None, sample: Path | None,
+                   runs: Path | None, cache: Path | None, labels: str | None = None) -> Submission:
+    """Write the CSV from the run's saved test predictions and test-split record; the sample, when given, is the template."""
+    chosen, preds = test_predictions(run_id, ensemble=ensemble, runs=runs)
+    test = run_test_split(chosen[0], cache=cache)
+    table = build_table(preds, classes=list(chosen[0].config["classes"]), test=test, fmt=fmt, sample=sample,
+                        labels=labels)
+    path = write_table(table, out)
+    used = [(r.id, str(r.metrics.get("selection", "")), float(r.metrics.get("val_top1", float("nan")))) for r in chosen]
+    return Submission(path, len(table.rows), table.what, used, table.notes)
 
 
 @dataclass(frozen=True)
 class Prediction:
     probabilities: Path
-    submission: Path
+    submission: Path | None  # None: the ids were generated at import, they name no file
     n: int
 
 
-def predict_run(run_id: str, *, features: str | None, split: str, out: Path, fmt: str, runs: Path | None,
+def predict_run(run_id: str, *, features: str | None, split: str, out: Path, fmt: str | None, runs: Path | None,
                 cache: Path | None) -> Prediction:
     """Apply a saved run to ``split`` of a feature set (the run's own by default): write the calibrated
     probabilities and a submission. The set must have the run's classes and dim."""
@@ -71,6 +89,7 @@ def predict_run(run_id: str, *, features: str | None, split: str, out: Path, fmt
     probs_path = out / f"probabilities-{split}.npz"
     np.savez(probs_path, ids=np.asarray(preds.ids, dtype=str), probs=preds.probs, labels=preds.labels,
              classes=np.asarray(feats.classes, dtype=str))
-    sub = write_submission(preds, out / "submission.csv", n_classes=len(feats.classes), n_test=len(preds.ids),
-                           fmt=fmt, test_order=feats.dataset.get("test_order") if split == "test" else None)
+    test = split_record(feats.dataset, data.ids) if split == "test" else TestSplit(layout="folders")
+    sub = None if test.generated_ids else write_submission(preds, out / "submission.csv", classes=feats.classes,
+                                                           test=test, fmt=fmt)
     return Prediction(probs_path, sub, len(preds.ids))

@@ -158,3 +158,37 @@ def load_run(ref: str | Path | Run, *, runs: Path | None = None) -> Any:
     head_state = {k: torch.from_numpy(v) for k, v in state.items() if not k.startswith("norm.")}
     head = entry.cls.from_state_dict(head_state, run.config.get("params", {}))
     return Probe(head, norm, float(run.config.get("temperature", 1.0)))  # runs before calibration: T = 1
+
+
+def run_bytes(run: Run) -> int:
+    return sum(p.stat().st_size for p in run.folder.iterdir() if p.is_file())
+
+
+def remove_runs(refs: list[str], *, runs: Path | None = None) -> list[tuple[str, int]]:
+    """Delete runs by id (or unique prefix); all are resolved before any is deleted. Returns (id, bytes) each."""
+    chosen = [resolve_run(r, runs=runs) for r in refs]
+    done = []
+    for run in {r.folder: r for r in chosen}.values():
+        size = run_bytes(run)
+        shutil.rmtree(run.folder)
+        done.append((run.id, size))
+    return done
+
+
+def used_keys(runs: Path | None = None) -> set[str]:
+    """Keys of the feature sets the saved runs were fitted on (what `featstore gc --unused` keeps)."""
+    return {f["key"] for r in list_runs(runs) for f in r.config.get("features", [])}
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    """One line of `probes runs`: what was fitted on what, and how it was selected."""
+    feats = run.config.get("features", [])
+    sel = str(run.metrics.get("selection", ""))
+    kind = ("K-fold OOF" if "fold" in sel else "val") + (", refit" if "refit" in sel else "")
+    params = run.config.get("selected") or {}
+    return {"run": run, "id": run.id, "head": run.config.get("head", ""), "seed": run.config.get("seed", ""),
+            "dataset": ",".join(dict.fromkeys(f.get("dataset") or "?" for f in feats)),
+            "features": "+".join(f"{f['encoder']} ({f['key'][:8]})" for f in feats),
+            "params": ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()),
+            "selection": kind, "score": float(run.metrics.get("val_top1", float("nan"))),
+            "top5": float(run.metrics.get("val_top5", float("nan"))), "created": str(run.config.get("created", ""))[:16]}

@@ -21,6 +21,7 @@ from probes.probe import Probe
 from probes.runs import Predictions, Run, default_runs, save_run
 from probes.sources.base import TrainSource
 from probes.sources.memory import ArraySource
+from probes.testsplit import split_record
 
 # The built-in heads normalise inside (the logistic head whitens, the MLP standardises), so the default adds
 # nothing in front; per-feature standardisation cost 0.5-1 point on digits (near-constant border pixels).
@@ -177,7 +178,8 @@ def fit_run(req: FitRequest, *, cache: Path | None = None, runs: Path | None = N
               "seed": req.seed, "normalize": probe.normalizer.kind, "final": req.final, "cv": req.cv, "sweep": req.sweep,
               "grid": (req.grid or entry.grid) if req.sweep else None, "temperature": probe.temperature,
               "classes": feats.classes, "dim": feats.dim, "request": asdict(req), "version": package_version(),
-              "groups": groups is not None, "created": _now()}
+              "groups": groups is not None, "created": _now(),
+              "test": split_record(feats.dataset, test.ids).to_dict() if test is not None else None}
     state = {**_head_state(probe.head), **probe.normalizer.state()}
     name = "+".join(s.encoder for s in feats.sets).replace("/", "-").replace(":", "-")[:60] + f"-{req.head}"
     run = save_run(runs or default_runs(), name=name, head_state=state, config=config, metrics=metrics, predictions=preds)

@@ -164,11 +164,11 @@ def test_probes_fit_honours_probes_runs(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_sample_saved_with_a_bom_is_read(tmp_path: Path) -> None:
-    from probes.submit import order_like_sample
+    from probes.sample import read_sample
 
     sample = tmp_path / "sample.csv"
     sample.write_bytes("\ufeffId,Category\nb,0\na,0\n".encode())
-    assert order_like_sample([["a", "1"], ["b", "2"]], sample, fmt="mva") == [["b", "2"], ["a", "1"]]
+    assert read_sample(sample).header == ["Id", "Category"] and read_sample(sample).rows == [["b", "0"], ["a", "0"]]
 
 
 def test_temp_folders_of_killed_fits_are_cleaned_by_the_next_save(tmp_path: Path) -> None:

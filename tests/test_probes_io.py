@@ -15,6 +15,9 @@ from probes.evaluate import evaluate_runs
 from probes.metrics import classification_metrics, expected_calibration_error
 from probes.runs import Predictions, list_runs, resolve_run, save_run
 from probes.submit import read_submission, write_submission
+from probes.testsplit import TestSplit
+
+CLASSES, FOLDERS = ["ant", "bee", "cat"], TestSplit("folders")
 
 
 def _npz(path: Path, n: int, d: int, k: int, *, seed: int, ids: list[str] | None = None, labels: bool = True) -> Path:
@@ -113,7 +116,7 @@ def test_submission_round_trip_mva(tmp_path: Path) -> None:
     probs = rng.random((5, 3)).astype(np.float32)
     ids = np.array([f"mistery_category/{i:03d}.jpg" for i in range(5)], dtype=object)
     preds = Predictions(ids, probs, np.full(5, -1))
-    out = write_submission(preds, tmp_path / "sub.csv", n_classes=3, n_test=5)
+    out = write_submission(preds, tmp_path / "sub.csv", classes=CLASSES, test=FOLDERS)
     header, rows = read_submission(out)
     assert header == ["Id", "Category"]
     assert rows == [[f"{i:03d}", str(int(c))] for i, c in enumerate(probs.argmax(1))]
@@ -121,28 +124,29 @@ def test_submission_round_trip_mva(tmp_path: Path) -> None:
     sample = tmp_path / "sample.csv"
     with open(sample, "w", newline="") as f:
         csv.writer(f).writerows([["Id", "Category"]] + [[f"{i:03d}", "0"] for i in (4, 2, 0, 1, 3)])
-    _, rows = read_submission(write_submission(preds, tmp_path / "s2.csv", n_classes=3, n_test=5, sample=sample))
+    _, rows = read_submission(write_submission(preds, tmp_path / "s2.csv", classes=CLASSES, test=FOLDERS, sample=sample))
     assert [r[0] for r in rows] == ["004", "002", "000", "001", "003"]
 
 
 def test_submission_round_trip_boostcamp(tmp_path: Path) -> None:
     probs = np.eye(3)[[2, 0, 1]].astype(np.float32)
     preds = Predictions(np.array(["a.jpg", "b.jpg", "c.jpg"], dtype=object), probs, np.full(3, -1))
-    out = write_submission(preds, tmp_path / "sub.csv", n_classes=3, n_test=3, fmt="boostcamp",
-                           test_order=["c.jpg", "a.jpg", "b.jpg"])
+    test = TestSplit("csv", order=("c.jpg", "a.jpg", "b.jpg"), paths=("./c.jpg", "a.jpg", "b.jpg"))
+    out = write_submission(preds, tmp_path / "sub.csv", classes=CLASSES, test=test)
     header, rows = read_submission(out)
     assert header == ["ID", "image_path", "target"]
-    assert rows == [["0", "c.jpg", "1"], ["1", "a.jpg", "2"], ["2", "b.jpg", "0"]]
+    assert rows == [["0", "./c.jpg", "1"], ["1", "a.jpg", "2"], ["2", "b.jpg", "0"]]  # test.csv's exact strings
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"n_test": 6}, "has 5 rows but the test split has 6"),
     ({"fmt": "kaggle"}, "unknown submission format"),
     ({"fmt": "boostcamp"}, "needs the test.csv order"),
+    ({"labels": "words"}, "unknown --labels"),
+    ({"test": TestSplit("imported", generated_ids=True)}, "imported without ids"),
 ])
 def test_submission_validation(tmp_path: Path, kwargs: dict, match: str) -> None:
     preds = Predictions(np.array([f"t/{i}.png" for i in range(5)], dtype=object), np.ones((5, 3), np.float32), np.full(5, -1))
-    args = {"n_classes": 3, "n_test": 5, **kwargs}
+    args = {"classes": CLASSES, "test": FOLDERS, **kwargs}
     with pytest.raises(ProbesError, match=match):
         write_submission(preds, tmp_path / "x.csv", **args)
     assert not (tmp_path / "x.csv").exists()
@@ -151,7 +155,7 @@ def test_submission_validation(tmp_path: Path, kwargs: dict, match: str) -> None
 def test_duplicate_stems_are_refused(tmp_path: Path) -> None:
     preds = Predictions(np.array(["t/a.png", "t/a.jpg"], dtype=object), np.ones((2, 3), np.float32), np.full(2, -1))
     with pytest.raises(ProbesError, match="duplicate submission id 'a'"):
-        write_submission(preds, tmp_path / "x.csv", n_classes=3, n_test=2)
+        write_submission(preds, tmp_path / "x.csv", classes=CLASSES, test=FOLDERS)
 
 
 def test_a_class_without_training_images_is_refused(tmp_path: Path) -> None:

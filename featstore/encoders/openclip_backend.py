@@ -9,11 +9,11 @@ import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 
+from featstore.encoders.hubcheck import ensure_hub_weights, missing_weights_message
 from featstore.encoders.outputs import OpenClipOutputs, openclip_outputs
 from featstore.encoders.registry import Backend, register_backend
 from featstore.encoders.spec import EncoderSpec
-from featstore.encoders.timm_backend import _missing_weights_message
-from featstore.encoders.weights import require_hub_weights, translate_load_error, validate_weights_file
+from featstore.encoders.weights import translate_load_error, validate_weights_file
 from featstore.errors import UnknownEncoderError, WeightsError
 
 _RESIZE_TO_CROP = {"shortest": "center", "squash": "squash", "longest": "border"}
@@ -82,11 +82,11 @@ class OpenClipBackend(Backend):
                 raise translate_load_error(e, path=path, model=f"open_clip {spec.model_id}") from e
         elif spec.pretrained:
             hub = open_clip.get_pretrained_cfg(spec.model_id, spec.pretrained).get("hf_hub")
-            require_hub_weights(hub, _missing_weights_message(spec, "HF_HUB_OFFLINE=1 and not cached"))
+            ensure_hub_weights(hub, spec)
             try:
                 model = open_clip.create_model(spec.model_id, pretrained=spec.pretrained, require_pretrained=True, **kw)
             except Exception as e:
-                raise WeightsError(_missing_weights_message(spec, e)) from e
+                raise WeightsError(missing_weights_message(spec, e)) from e
         else:
             raise WeightsError(f"{spec.name} has no pretrained tag: pass --weights FILE or use open_clip:<arch>:<tag>")
         return model.eval().requires_grad_(False)

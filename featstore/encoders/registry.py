@@ -90,8 +90,11 @@ def get_spec(name: str) -> EncoderSpec:
 
 
 def list_specs(pattern: str | None = None) -> list[EncoderSpec]:
-    """Registered entries whose name matches a shell-style glob (all when None)."""
-    names = [n for n in registered_names() if pattern is None or fnmatch.fnmatch(n, pattern)]
+    """Registered entries whose name matches a shell-style glob, or contains the pattern when it has no
+    wildcard (`featstore models clip`); case-insensitive; all when None."""
+    pat = (pattern or "").lower()
+    glob = any(c in pat for c in "*?[")
+    names = [n for n in registered_names() if not pat or (fnmatch.fnmatch(n.lower(), pat) if glob else pat in n.lower())]
     return [_ENTRIES[n]() for n in names]
 
 

@@ -12,8 +12,9 @@ from timm.data import create_transform, resolve_data_config
 
 from featstore.encoders.outputs import TimmOutputs, timm_outputs
 from featstore.encoders.registry import Backend, register_backend
+from featstore.encoders.hubcheck import ensure_hub_weights, missing_weights_message
 from featstore.encoders.spec import EncoderSpec
-from featstore.encoders.weights import require_hub_weights, translate_load_error, validate_weights_file
+from featstore.encoders.weights import translate_load_error, validate_weights_file
 from featstore.errors import UnknownEncoderError, WeightsError
 
 
@@ -84,11 +85,11 @@ class TimmBackend(Backend):
                 raise WeightsError(f"weights {path} do not load into timm {name}: {'; '.join(mismatch.problems)[:300]}")
             return model
         cfg = timm.models.get_pretrained_cfg(name)
-        require_hub_weights(cfg.hf_hub_id if cfg else None, _missing_weights_message(spec, "HF_HUB_OFFLINE=1 and not cached"))
+        ensure_hub_weights(cfg.hf_hub_id if cfg else None, spec)
         try:
             return timm.create_model(name, pretrained=True, **kwargs)
         except Exception as e:
-            raise WeightsError(_missing_weights_message(spec, e)) from e
+            raise WeightsError(missing_weights_message(spec, e)) from e
 
     def outputs_module(self, model: torch.nn.Module, spec: EncoderSpec, names: tuple[str, ...]) -> torch.nn.Module:
         if names == (spec.default_output,):  # exactly today's forward
@@ -125,14 +126,6 @@ class _KeyMismatch(logging.Handler):
     def __exit__(self, *exc: object) -> None:
         self._logger.removeHandler(self)
         self._logger.setLevel(self._old_level)
-
-
-def _missing_weights_message(spec: EncoderSpec, e: Exception | str) -> str:
-    reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-    return (
-        f"no weights for {spec.name}: pass --weights FILE (safetensors or a weights-only .pth state dict), "
-        f"or fill the hub cache online and rerun with HF_HUB_OFFLINE=1 ({reason})"
-    )
 
 
 register_backend(TimmBackend())

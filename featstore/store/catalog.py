@@ -23,10 +23,12 @@ def list_feature_sets(cache: Path | None = None) -> list[FeatureSet]:
     return sorted(sets, key=lambda s: s.manifest.get("updated", ""), reverse=True)
 
 
-def open_feature_set(ref: str, *, cache: Path | None = None) -> FeatureSet:
+def open_feature_set(ref: str, *, cache: Path | None = None, dataset: str | Path | None = None) -> FeatureSet:
     """By key (or unique key prefix), `encoder/key`, or name (the most recent complete set).
 
     A name is `ENCODER` (its default output), `ENCODER:OUTPUT`, either with `@VIEW` (e.g. `@hflip`).
+    A name that matches sets of several datasets is refused (listing them) unless one dataset is
+    chosen by ``dataset`` (a folder or a dataset name) or, without it, is the current folder's.
     """
     cache = Path(cache) if cache else default_cache()
     sets = list_feature_sets(cache)
@@ -38,9 +40,47 @@ def open_feature_set(ref: str, *, cache: Path | None = None) -> FeatureSet:
         raise StoreError(f"{ref!r} matches {len(by_key)} feature sets; give more of the key")
     by_name = [s for s in sets if s.splits and _named(s, ref)]
     if by_name:
-        return by_name[0]
+        return _one_dataset(by_name, ref, dataset)
     known = ", ".join(sorted({f"{set_name(s)} ({s.key})" for s in sets})) or "none"
     raise StoreError(f"no feature set {ref!r} in {cache}; known: {known}")
+
+
+def _dataset_of(fs: FeatureSet) -> tuple[str, str]:
+    return fs.dataset.get("name") or "", fs.dataset.get("root") or ""
+
+
+def _is_dataset(fs: FeatureSet, dataset: str | Path) -> bool:
+    name, root = _dataset_of(fs)
+    return str(dataset) == name or bool(root) and Path(dataset).resolve() == Path(root).resolve()
+
+
+def _is_current(fs: FeatureSet) -> bool:
+    """The dataset folder is the current folder, inside it, or holds it."""
+    root = _dataset_of(fs)[1]
+    if not root:
+        return False
+    here, root_path = Path.cwd().resolve(), Path(root).resolve()
+    return here == root_path or here in root_path.parents or root_path in here.parents
+
+
+def _folder_of(fs: FeatureSet) -> str:
+    """One dataset = one folder (two --name over one folder are the same images); imported sets by name."""
+    name, root = _dataset_of(fs)
+    return root or f"name:{name}"
+
+
+def _one_dataset(sets: list[FeatureSet], ref: str, dataset: str | Path | None) -> FeatureSet:
+    """The newest of ``sets`` once they all describe one dataset; a name never silently picks another dataset's set."""
+    if len({_folder_of(s) for s in sets}) == 1:
+        return sets[0]
+    hits = [s for s in sets if _is_dataset(s, dataset)] if dataset is not None else [s for s in sets if _is_current(s)]
+    if hits and len({_folder_of(s) for s in hits}) == 1:
+        return hits[0]
+    listed = "; ".join(f"{s.key} (dataset {_dataset_of(s)[0] or '?'}, {s.manifest.get('updated', '')[:16]})"
+                       for s in sets)
+    chosen = f" and none is of dataset {dataset}" if dataset is not None else ""
+    raise StoreError(f"{ref!r} names feature sets of {len({_folder_of(s) for s in sets})} datasets{chosen}: {listed}; "
+                     "give the key, or the dataset folder (probes fit --data DIR)")
 
 
 def set_name(fs: FeatureSet) -> str:

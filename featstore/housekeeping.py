@@ -1,0 +1,69 @@
+"""featstore rm / gc: delete a feature set, and the litter a store gathers (temp shards, quarantined files, unused sets)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from featstore.store import FeatureSet, list_feature_sets, open_feature_set
+from featstore.store.catalog import set_name
+from featstore.store.shards import remove_stale_temps
+from featstore.store.writer import QUARANTINE
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+def remove_set(ref: str, *, cache: Path | None = None, dataset: str | Path | None = None) -> tuple[FeatureSet, int]:
+    """Delete one feature set's folder (found like `--features`: a name of two datasets is refused); returns its bytes.
+    Runs keep what they need to submit (their test predictions and test-split record), so they survive it."""
+    fs = open_feature_set(ref, cache=cache, dataset=dataset)
+    size = folder_bytes(fs.folder)
+    shutil.rmtree(fs.folder)
+    parent = fs.folder.parent
+    if parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()  # the encoder's folder, now empty
+    return fs, size
+
+
+@dataclass
+class Garbage:
+    """What `featstore gc` found (and removed unless dry): (path, bytes, why) per item."""
+
+    items: list[tuple[Path, int, str]] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(b for _, b, _ in self.items)
+
+
+def collect_garbage(*, cache: Path | None = None, keep_keys: set[str] | None = None, dry_run: bool = False) -> Garbage:
+    """Temp shards of killed writers, quarantined files; with ``keep_keys`` also every set whose key is not in it
+    (the sets no run uses: the caller lists the runs' keys, the store knows no runs)."""
+    found = Garbage()
+    for fs in list_feature_sets(cache):
+        if keep_keys is not None and fs.key not in keep_keys:
+            found.items.append((fs.folder, folder_bytes(fs.folder), f"set {set_name(fs)} is used by no run"))
+            continue
+        for tmp in fs.folder.glob(".tmp@*.h5"):
+            found.items.append((tmp, tmp.stat().st_size, "temp shard of a killed writer"))
+        q = fs.folder / QUARANTINE
+        if q.is_dir():
+            found.items.append((q, folder_bytes(q), "quarantined (damaged) shards"))
+    if dry_run:
+        return found
+    removed: list[tuple[Path, int, str]] = []
+    temps: dict[Path, set[Path]] = {}
+    for item in found.items:
+        path = item[0]
+        if path.name.startswith(".tmp@"):  # only temps of writers that are dead (a live extract keeps its own)
+            if path.parent not in temps:
+                temps[path.parent] = set(remove_stale_temps(path.parent))
+            if path in temps[path.parent]:
+                removed.append(item)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(item)
+    return Garbage(removed)
