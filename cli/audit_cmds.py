@@ -36,7 +36,7 @@ def render_audit_line(ref: str | Path | tuple[str, ...], *, cache: Optional[Path
 def audit(
     ref: Annotated[str, typer.Argument(metavar="SET", help="Feature set key (or prefix), encoder/key, or encoder name.")],
     cache: CacheOpt = None,
-    threshold: Annotated[float, typer.Option(help="Cosine on the stored features over which two images count as copies. 0.95 suits augmented copies under CLIP/EVA/DINOv2; lower finds more, with more false pairs.")] = 0.95,
+    threshold: Annotated[float, typer.Option(help="Cosine of the centred stored features (each minus the set's mean vector) over which two images count as copies; lower finds more, with more false pairs.")] = 0.9,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the clusters and label issues as JSON.")] = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write the clusters as CSV, one row per image.")] = None,
     exclude_file: Annotated[Optional[Path], typer.Option("--exclude-file", help="Write split/id of the images to drop (one copy per cluster stays; test images are never listed).")] = None,

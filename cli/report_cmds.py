@@ -19,7 +19,7 @@ def report(
     runs: RunsOpt = None,
     cache: CacheOpt = None,
     audit: Annotated[bool, typer.Option(help="Include the data audit of the first run's features (duplicates, leaks, label errors).")] = True,
-    threshold: Annotated[Optional[float], typer.Option(help="Near-duplicate cosine for the audit (default 0.95).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Near-duplicate cosine for the audit (default 0.9).")] = None,
 ) -> None:
     """Write report.html: metrics, calibration, sortable per-class accuracy, confused pairs with thumbnails, audit."""
     from probes.report import build_report

@@ -22,10 +22,12 @@ def test_blocked_pairs_equal_brute_force_across_pieces():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1500, 48)).astype(np.float32)
     x[1000:1100] = x[:100] + 0.3 * rng.standard_normal((100, 48))  # copies, some across pieces and blocks
+    x += 4.0  # a common component, as real features have: the audit compares the centred rows
     rows = array_rows(x, ids=np.arange(1500).astype(str), labels=np.zeros(1500, int),
                       splits=np.full(1500, "train", object), block_rows=333)
     i, j, c = close_pairs(rows.blocks, n=1500, dim=48, threshold=0.8, budget_bytes=6 * 48 * 700)
-    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    xc = x - x.mean(0, dtype=np.float64).astype(np.float32)
+    xn = xc / np.linalg.norm(xc, axis=1, keepdims=True)
     s = xn @ xn.T
     bi, bj = np.nonzero(np.triu(s >= 0.8, 1))
     assert set(zip(i.tolist(), j.tolist())) == set(zip(bi.tolist(), bj.tolist()))
@@ -71,7 +73,7 @@ def test_audit_cli_writes_clusters_and_excludes_copies(planted, tmp_path):
     assert "duplicate clusters" in out.output
     doc = json.loads((tmp_path / "a.json").read_text())
     first = doc["clusters"][0]
-    assert first["leak"] and doc["threshold"] == 0.95
+    assert first["leak"] and doc["threshold"] == 0.9
     exact = [c for c in doc["clusters"] if c["kind"] == "exact"]
     assert [sorted(m["id"] for m in c["images"]) for c in exact] == [["k0/leaked.png", "k0/test0.png"]]
     drop = (tmp_path / "x.txt").read_text().split()
