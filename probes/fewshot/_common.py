@@ -78,6 +78,23 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def check_grid(name: str, value: Any, *, low: float, high: float | None = None, open_low: bool = False) -> None:
+    """A parameter given as one value or a grid: non-empty, every value in range (one message for all heads)."""
+    v = np.atleast_1d(np.asarray(value, dtype=float))
+    bad_low = (v <= low) if open_low else (v < low)
+    if len(v) == 0 or bad_low.any() or (high is not None and (v > high).any()):
+        lo = f"> {low:g}" if open_low else f">= {low:g}"
+        rng = f"in [{low:g}, {high:g}]" if high is not None else lo
+        raise ValueError(f"{name} must be {rng} (a value or a non-empty grid); got {value}")
+
+
+def check_cv_options(head: Any) -> None:
+    """The options of the heads that select by CV inside the shots."""
+    if head.n_folds < 2 or head.max_iter < 1 or head.cv_max_iter < 1:
+        raise ValueError(f"n_folds must be >= 2, max_iter and cv_max_iter >= 1; got {head.n_folds}, "
+                         f"{head.max_iter}, {head.cv_max_iter}")
+
+
 def _key(name: str, value: Any) -> str:
     """A state key that says when the value was a number (restored as one, not as a 1-element array)."""
     return f"scalar:{name}" if np.ndim(value) == 0 else name

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from probes.fewshot._common import FewShotHead, check_xy, l2rows
+from probes.fewshot._common import FewShotHead, check_grid, check_xy, l2rows
 from probes.fewshot.topk import blocked_topk
 
 
@@ -50,11 +50,8 @@ class KNNHead(FewShotHead):
         self.seed = seed
 
     def _validate_params_(self) -> None:
-        ks, ts = np.atleast_1d(self.k), np.atleast_1d(self.temperature)
-        if len(ks) == 0 or ks.min() < 1:
-            raise ValueError(f"k must be an int >= 1 or a non-empty sequence of them; got {self.k}")
-        if len(ts) == 0 or not ts.min() > 0:
-            raise ValueError(f"temperature must be > 0 (or a sequence of them); got {self.temperature}")
+        check_grid("k", self.k, low=1.0)
+        check_grid("temperature", self.temperature, low=0.0, open_low=True)
         if self.weighting not in ("softmax", "uniform"):
             raise ValueError(f"weighting must be 'softmax' or 'uniform'; got {self.weighting!r}")
         if self.dtype not in ("float32", "bfloat16"):

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from probes.fewshot._common import FewShotHead, l2rows
+from probes.fewshot._common import FewShotHead, check_cv_options, check_grid, l2rows
 from probes.fewshot._select import select_by_cv
 from probes.fewshot._solver import fit_anchored_softmax
 
@@ -39,11 +39,8 @@ class FewShotLogistic(FewShotHead):
         self.seed = seed
 
     def _validate_params_(self) -> None:
-        lams = np.atleast_1d(self.lam)
-        if len(lams) == 0 or lams.min() < 0:
-            raise ValueError(f"lam must be >= 0 (or a non-empty sequence of them); got {self.lam}")
-        if self.n_folds < 2 or self.max_iter < 1 or self.cv_max_iter < 1:
-            raise ValueError(f"n_folds must be >= 2 and max_iter >= 1; got {self.n_folds}, {self.max_iter}")
+        check_grid("lam", self.lam, low=0.0)
+        check_cv_options(self)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, text: Any) -> None:
         classes, yi = np.unique(y, return_inverse=True)

@@ -9,7 +9,7 @@ import torch
 
 from threadpoolctl import threadpool_limits
 
-from probes.fewshot._common import FewShotHead, l2rows, softmax
+from probes.fewshot._common import FewShotHead, check_grid, l2rows, softmax
 from probes.fewshot._text import text_problem
 
 
@@ -57,10 +57,10 @@ class TipAdapterHead(FewShotHead):
         self.seed = seed
 
     def _validate_params_(self) -> None:
-        a, b = np.atleast_1d(self.alpha), np.atleast_1d(self.beta)
-        if len(a) == 0 or len(b) == 0 or a.min() < 0 or not b.min() > 0 or self.epochs < 0 or not self.lr > 0:
-            raise ValueError(f"need alpha >= 0, beta > 0 (non-empty), epochs >= 0, lr > 0; got "
-                             f"{self.alpha}, {self.beta}, {self.epochs}, {self.lr}")
+        check_grid("alpha", self.alpha, low=0.0)
+        check_grid("beta", self.beta, low=0.0, open_low=True)
+        if self.epochs < 0 or not self.lr > 0:
+            raise ValueError(f"need epochs >= 0 and lr > 0; got {self.epochs}, {self.lr}")
 
     def _fit(self, X: np.ndarray, y: np.ndarray, text: Any) -> None:
         p = text_problem(X, y, text, self.logit_scale)

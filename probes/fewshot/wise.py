@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from probes.fewshot._common import FewShotHead, l2rows
+from probes.fewshot._common import FewShotHead, check_cv_options, check_grid, l2rows
 from probes.fewshot._select import cv_folds
 from probes.fewshot._solver import fit_anchored_softmax
 from probes.fewshot._text import text_problem
@@ -45,11 +45,9 @@ class WiseHead(FewShotHead):
         self.seed = seed
 
     def _validate_params_(self) -> None:
-        a = np.atleast_1d(self.alpha)
-        if (len(a) == 0 or a.min() < 0 or a.max() > 1 or self.lam < 0 or self.n_folds < 2
-                or min(self.max_iter, self.cv_max_iter) < 1):
-            raise ValueError(f"need alpha in [0, 1] (non-empty), lam >= 0, n_folds >= 2, max_iter >= 1; got "
-                             f"{self.alpha}, {self.lam}, {self.n_folds}, {self.max_iter}")
+        check_grid("alpha", self.alpha, low=0.0, high=1.0)
+        check_grid("lam", self.lam, low=0.0)
+        check_cv_options(self)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, text: Any) -> None:
         p = text_problem(X, y, text, self.logit_scale)

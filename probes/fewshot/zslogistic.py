@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from probes.fewshot._common import FewShotHead, l2rows
+from probes.fewshot._common import FewShotHead, check_cv_options, check_grid, l2rows
 from probes.fewshot._select import select_by_cv
 from probes.fewshot._solver import fit_anchored_softmax
 from probes.fewshot._text import clap_multipliers, text_problem
@@ -43,10 +43,8 @@ class ZSLogisticHead(FewShotHead):
         self.seed = seed
 
     def _validate_params_(self) -> None:
-        lams = np.atleast_1d(self.lam)
-        if len(lams) == 0 or not lams.min() > 0 or self.n_folds < 2 or min(self.max_iter, self.cv_max_iter) < 1:
-            raise ValueError(f"need lam > 0 (or a non-empty grid), n_folds >= 2, max_iter >= 1; got "
-                             f"{self.lam}, {self.n_folds}, {self.max_iter}")
+        check_grid("lam", self.lam, low=0.0, open_low=True)
+        check_cv_options(self)
 
     def _fit(self, X: np.ndarray, y: np.ndarray, text: Any) -> None:
         p = text_problem(X, y, text, self.logit_scale)
