@@ -23,7 +23,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = ("import json, resource, sys\n"
-         "from cli import featstore_app\n"
+         "from featstore.cli import featstore_app\n"
          "try:\n    featstore_app(sys.argv[1:], prog_name='featstore')\nexcept SystemExit as e:\n    code = e.code\n"
          "heavy = [m for m in ('torch', 'open_clip', 'torchvision', 'timm') if m in sys.modules]\n"
          "print(json.dumps({'code': code, 'rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10, "

@@ -155,7 +155,7 @@ def run_cli(head: str, store: Path) -> dict:
     """The command users run: `probes fit` in a fresh interpreter (imports, loading, fit, calibration,
     predictions and the run folder included)."""
     with __import__("tempfile").TemporaryDirectory() as runs:
-        proc = subprocess.run([sys.executable, "-c", "from cli import probes_app; probes_app()", "fit", "-f", "bench",
+        proc = subprocess.run([sys.executable, "-c", "from probes.cli import probes_app; probes_app()", "fit", "-f", "bench",
                                "--head", head, "--cache", str(store), "--runs", runs], capture_output=True, text=True,
                               cwd=REPO, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
         if proc.returncode:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from importlib.metadata import entry_points
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,3 +68,21 @@ def collect_garbage(*, cache: Path | None = None, keep_keys: set[str] | None = N
             shutil.rmtree(path, ignore_errors=True)
             removed.append(item)
     return Garbage(removed)
+
+
+USERS_GROUP = "featstore.set_users"  # entry points: callable(runs_folder | None) -> set of feature-set keys in use
+
+
+def set_keys_in_use(runs: Path | None = None) -> set[str]:
+    """Keys of the sets some installed package still uses (`gc --unused` keeps them).
+
+    The packages that fit on feature sets (probes) register a callable under the entry-point group
+    ``featstore.set_users``: the store knows no runs and never imports the packages built on it."""
+    users = list(entry_points(group=USERS_GROUP))
+    if not users:
+        raise ValueError(f"--unused: no installed package registers the feature sets it uses (entry points "
+                         f"'{USERS_GROUP}'; probes does): every set would count as unused")
+    keys: set[str] = set()
+    for user in users:
+        keys |= set(user.load()(runs))
+    return keys

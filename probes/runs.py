@@ -176,8 +176,13 @@ def remove_runs(refs: list[str], *, runs: Path | None = None) -> list[tuple[str,
 
 
 def used_keys(runs: Path | None = None) -> set[str]:
-    """Keys of the feature sets the saved runs were fitted on (what `featstore gc --unused` keeps)."""
-    return {f["key"] for r in list_runs(runs) for f in r.config.get("features", [])}
+    """Keys of the feature sets the saved runs were fitted on (what `featstore gc --unused` keeps: probes
+    registers this under the entry-point group ``featstore.set_users``). A missing runs folder is refused,
+    since every set would then count as unused."""
+    folder = Path(runs) if runs is not None else default_runs()
+    if not folder.is_dir():
+        raise ValueError(f"--unused: no runs folder {folder}; every set would count as unused (give --runs)")
+    return {f["key"] for r in list_runs(folder) for f in r.config.get("features", [])}
 
 
 def run_row(run: Run) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def test_audit_cli_writes_clusters_and_excludes_copies(planted, tmp_path):
     shutil.copy(data / "test/k0/test0.png", data / "train/k0/leaked.png")  # byte-identical test image in train
     cache = tmp_path / "cache"
     extract(model="pixels", data=data, cache=cache)
-    from cli import featstore_app
+    from featstore.cli import featstore_app
 
     out = CliRunner().invoke(featstore_app, ["audit", "pixels", "--cache", str(cache), "--json", str(tmp_path / "a.json"),
                                              "--csv", str(tmp_path / "a.csv"), "--exclude-file", str(tmp_path / "x.txt"), "--no-labels"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli import featstore_app
+from featstore.cli import featstore_app
 from corpus import write_bad_images, write_folder_dataset
 
 runner = CliRunner()

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 import featstore.extract
-from cli import featstore_app
+from featstore.cli import featstore_app
 from corpus import write_bad_images, write_folder_dataset
 from featstore.distributed import Rank, parse_shard, resolve_rank
 from featstore.errors import ExtractionError

@@ -17,8 +17,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import featstore_app, probes_app
-from cli.common import environment_message
+from featstore.cli import featstore_app
+from probes.cli import probes_app
+from featstore.cli.boundary import environment_message
 from corpus import write_folder_dataset
 from featstore.extract import ExtractOptions, extract
 from featstore.store import open_feature_set

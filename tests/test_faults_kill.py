@@ -35,7 +35,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def _child(args: list[str], report_fd: int) -> None:
     """Run `featstore extract ARGS` in this (forked) process; after every row handed to the writer, write the
     number handed so far; exit with the command's exit code."""
-    from cli import featstore_app
+    from featstore.cli import featstore_app
 
     torch.set_num_threads(1)  # the parent's OpenMP pool does not survive fork: a parallel op would hang
     original, handed = FeatureSetWriter.add, [0]
@@ -208,7 +208,7 @@ def test_temps_are_kept_while_a_worker_lock_is_held(tmp_path: Path) -> None:
 def test_compact_command_folds_small_shards(tmp_path: Path, clean, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from cli import featstore_app
+    from featstore.cli import featstore_app
 
     root, ref = clean
     cache = tmp_path / "cache"

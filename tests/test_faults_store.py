@@ -14,7 +14,7 @@ import h5py
 import pytest
 from typer.testing import CliRunner
 
-from cli import featstore_app
+from featstore.cli import featstore_app
 from corpus import assert_same_store, store_contents, write_folder_dataset
 from featstore.errors import StoreError
 from featstore.extract import ExtractOptions, extract
@@ -64,7 +64,7 @@ def test_flipped_feature_byte_is_refused_by_name_then_repaired(tmp_path: Path, c
     fs = open_feature_set("pixels", cache=cache)
     with pytest.raises(CorruptShardError, match="train-00001.h5: fails its checksum"):
         fs.load("train")
-    from cli import probes_app
+    from probes.cli import probes_app
 
     res = runner.invoke(probes_app, ["fit", "--features", "pixels", "--cache", str(cache), "--runs", str(tmp_path / "r")])
     assert res.exit_code == 1 and "train-00001.h5: fails its checksum" in res.output.replace("\n", "")

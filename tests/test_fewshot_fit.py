@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import probes_app
+from probes.cli import probes_app
 from featstore.importer import import_arrays
 from probes.runs import list_runs
 

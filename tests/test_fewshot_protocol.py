@@ -70,7 +70,7 @@ def test_text_heads_without_text_are_refused() -> None:
 
 def test_probes_fewshot_command(tmp_path: Path) -> None:
     """An imported CLIP-like set and its text .npz through `probes fewshot`: table, JSON, PNG, zero-shot line."""
-    from cli import probes_app
+    from probes.cli import probes_app
     from featstore.importer import import_arrays
 
     rng = np.random.default_rng(2)

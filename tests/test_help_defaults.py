@@ -7,7 +7,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from cli import featstore_app, probes_app
+from featstore.cli import featstore_app
+from probes.cli import probes_app
 
 runner = CliRunner()
 

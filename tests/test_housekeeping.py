@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import featstore_app, probes_app
+from featstore.cli import featstore_app
+from probes.cli import probes_app
 from featstore.importer import import_arrays
 from featstore.store import list_feature_sets
 from probes.runs import list_runs

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cli import featstore_app
+from featstore.cli import featstore_app
 from featstore.store import open_feature_set
 
 runner = CliRunner()

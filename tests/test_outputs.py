@@ -153,7 +153,7 @@ def test_cli_outputs_views_through_shards_and_merge(tmp_path: Path, tiny_clip: s
     """--shard workers fill every (output, view) set; merge assembles each; ls names them ENCODER:OUTPUT@VIEW."""
     from typer.testing import CliRunner
 
-    from cli import featstore_app
+    from featstore.cli import featstore_app
 
     runner = CliRunner()
     root, cache = _data(tmp_path / "data", n=3), tmp_path / "cache"

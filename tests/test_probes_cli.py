@@ -10,7 +10,8 @@ import pytest
 from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
-from cli import featstore_app, probes_app
+from featstore.cli import featstore_app
+from probes.cli import probes_app
 from featstore.importer import import_arrays
 from probes.runs import list_runs
 from probes.submit import read_submission

@@ -38,7 +38,7 @@ def report(tmp_path_factory):
     extract(model="pixels", data=root / "data", cache=root / "cache")
     runs = [fit_run(FitRequest(features=("pixels",), cv=3, params={"C": c, "shrink": 1000.0}), cache=root / "cache",
                     runs=root / "runs").run for c in (0.3, 3.0)]
-    from cli import probes_app
+    from probes.cli import probes_app
 
     out = CliRunner().invoke(probes_app, ["report", *(r.id for r in runs), "--out", str(root / "report.html"),
                                           "--runs", str(root / "runs"), "--cache", str(root / "cache")])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import probes_app
+from probes.cli import probes_app
 from featstore.importer import import_arrays
 from probes.data import ProbesError
 from probes.runs import Predictions, list_runs

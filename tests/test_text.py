@@ -13,7 +13,8 @@ from open_clip import OPENAI_IMAGENET_TEMPLATES
 from open_clip.zero_shot_classifier import build_zero_shot_classifier
 from typer.testing import CliRunner
 
-from cli import featstore_app, probes_app
+from featstore.cli import featstore_app
+from probes.cli import probes_app
 from featstore.classnames import readable_names
 from featstore.errors import FeatstoreError, StoreError
 from featstore.extract import ExtractOptions, extract

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from cli import featstore_app
+from featstore.cli import featstore_app
 from corpus import write_bad_images, write_folder_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def test_noop_rerun_imports_no_torch(tmp_path: Path) -> None:
     root = write_folder_dataset(tmp_path / "data", per_class=2, test=1)
     cache = tmp_path / "cache"
     assert "up to date" not in _extract(root, cache)
-    probe = ("import sys\nfrom cli import featstore_app\n"
+    probe = ("import sys\nfrom featstore.cli import featstore_app\n"
              "try:\n    featstore_app(sys.argv[1:], prog_name='featstore')\nexcept SystemExit as e:\n    assert not e.code\n"
              "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
     res = subprocess.run([sys.executable, "-c", probe, "extract", "--model", "pixels", "--data", str(root),

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import featstore_app, probes_app
+from featstore.cli import featstore_app
+from probes.cli import probes_app
 from featstore.demo import write_digits
 from featstore.store import open_feature_set
 from probes.data import load_features

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from cli.audit_cmds import render_audit_line
-from cli.common import CacheOpt, boundary, err, folder_option, out
-from cli.report_cmds import report
+from featstore.cli.audit import render_audit_line
+from featstore.cli.boundary import CacheOpt, boundary, err, folder_option, out
+from probes.cli.report import report
 
 probes_app = typer.Typer(help="Train, compare, evaluate and submit classifier heads on cached features.",
                          no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -169,7 +169,7 @@ def list_runs_cmd(
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Only runs on a dataset whose name contains this.", show_default=False)] = None,
 ) -> None:
     """Table of saved runs: dataset and key, head, params, seed, selection kind, scores, size; * marks the best per dataset."""
-    from cli.common import human_bytes
+    from featstore.cli.boundary import human_bytes
     from probes.runs import list_runs, run_bytes, run_row
 
     if sort not in ("score", "time"):
@@ -206,7 +206,7 @@ def rm_runs(
     runs: RunsOpt = None,
 ) -> None:
     """Delete runs (all names are checked before any is deleted)."""
-    from cli.common import human_bytes
+    from featstore.cli.boundary import human_bytes
     from probes.runs import remove_runs
 
     for run_id, size in remove_runs(run_ids, runs=runs):
@@ -279,5 +279,5 @@ def submit(
     out.print(f"wrote {sub.path} ({sub.n:,} rows, {sub.what})", highlight=False)
 
 
-from cli.fewshot_cmds import register_fewshot  # noqa: E402  (the few-shot protocol, issue 11)
+from probes.cli.fewshot import register_fewshot  # noqa: E402  (the few-shot protocol, issue 11)
 register_fewshot(probes_app)

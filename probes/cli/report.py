@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.common import CacheOpt, boundary, err, out
+from featstore.cli.boundary import CacheOpt, boundary, err, out
 
 RunsOpt = Annotated[Optional[Path], typer.Option("--runs", help="Runs folder. Default: $PROBES_RUNS or ./runs.", show_default=False)]
 

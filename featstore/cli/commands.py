@@ -9,8 +9,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from cli.audit_cmds import audit, render_audit_line
-from cli.common import CacheOpt, RichProgress, boundary, err, human_bytes, out
+from featstore.cli.audit import audit, render_audit_line
+from featstore.cli.boundary import CacheOpt, boundary, err, human_bytes, out
+from featstore.cli.progress import RichProgress
 
 featstore_app = typer.Typer(help="Embed an image dataset once with a frozen encoder; keep the vectors in an HDF5 store.",
                             no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -270,16 +271,9 @@ def gc(
     cache: CacheOpt = None,
 ) -> None:
     """Remove the store's litter: temp shards of killed writers, quarantined shards, and with --unused the sets no run uses."""
-    from featstore.housekeeping import collect_garbage
+    from featstore.housekeeping import collect_garbage, set_keys_in_use
 
-    keep = None
-    if unused:
-        from probes.runs import default_runs, used_keys  # the CLI knows both packages; the store knows no runs
-
-        runs_dir = runs or default_runs()
-        if not runs_dir.is_dir():
-            raise ValueError(f"--unused: no runs folder {runs_dir}; every set would count as unused (give --runs)")
-        keep = used_keys(runs_dir)
+    keep = set_keys_in_use(runs) if unused else None
     found = collect_garbage(cache=cache, keep_keys=keep, dry_run=dry_run)
     for path, size, why in found.items:
         out.print(f"{'would remove' if dry_run else 'removed'} {path} ({human_bytes(size)}): {why}", highlight=False)

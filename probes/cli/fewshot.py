@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cli.common import CacheOpt, boundary, err, out
+from featstore.cli.boundary import CacheOpt, boundary, err, out
 
 
 @boundary
