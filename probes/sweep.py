@@ -9,6 +9,7 @@ from typing import Any
 from sklearn.base import clone
 
 from probes.heads.registry import create_head
+from probes.progress import stage
 
 
 @dataclass
@@ -52,7 +53,9 @@ def _sweep_by_clones(head: Any, grid: dict[str, list[Any]], X: Any, y: Any, X_va
     if unknown:
         raise ValueError(f"unknown grid parameter(s) {unknown}; valid: {', '.join(sorted(head.get_params()))}")
     keys, table, best = list(grid), [], None
-    for values in itertools.product(*(grid[k] for k in keys)):
+    configs = list(itertools.product(*(grid[k] for k in keys)))
+    progress = stage("configuration", len(configs))
+    for values in configs:
         config = dict(zip(keys, values))
         fitted = clone(head).set_params(**config).fit(X, y, **fit_kw)
         logp = log_probabilities(fitted, X_val)
@@ -62,4 +65,6 @@ def _sweep_by_clones(head: Any, grid: dict[str, list[Any]], X: Any, y: Any, X_va
         table.append(row)
         if best is None or (row["val_top1"], -row["val_loss"]) > (best[0]["val_top1"], -best[0]["val_loss"]):
             best = (row, config, fitted)
+        progress.advance(note=f"best val top-1 {best[0]['val_top1']:.2%}")
+    progress.close()
     return SweepResult(table, best[1], best[2])

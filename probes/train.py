@@ -21,6 +21,7 @@ from probes.probe import Probe
 from probes.runs import Predictions, Run, default_runs, save_run
 from probes.sources.base import TrainSource
 from probes.sources.memory import ArraySource
+from probes.progress import stage
 from probes.testsplit import split_record
 
 # The built-in heads normalise inside (the logistic head whitens, the MLP standardises), so the default adds
@@ -313,7 +314,8 @@ def _fit_on_val(req: FitRequest, entry: HeadEntry, feats: Features, reason: str 
             allx = np.concatenate([feats.split("train").features, val.features])
             norm = Normalizer(norm.kind).fit(allx)
             source = ArraySource(norm.transform(allx), np.concatenate([feats.split("train").labels, val.labels]))
-        head = _refit(req, entry, head, source, fit_kw)
+        with stage("refit on train+val"):
+            head = _refit(req, entry, head, source, fit_kw)
         mode += ", refit on train+val"
     return _Outcome(Probe(head, norm, temperature), table, chosen, mode, "val", preds, raw_ece)
 
@@ -360,6 +362,7 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
     chosen_all, table = [], []
     kind = req.normalize or DEFAULT_NORM
     nested, fold_rows = True, []
+    progress = stage(f"fold (selection, {k} folds)", k)
     for fold, (tr, va) in enumerate(folds):  # 1. each fold's selection, on an inner split of its training rows
         norm = Normalizer(kind).fit(x[tr])
         head, t, inner = _select_in_fold(req, entry, norm.transform(x[tr]), y[tr],
@@ -368,13 +371,19 @@ def _fit_cv(req: FitRequest, entry: HeadEntry, feats: Features, groups: np.ndarr
         chosen_all.append(_chosen(req, head))
         table += [dict(row, fold=fold) for row in t]
         fold_rows.append((tr, va, norm))
+        progress.advance()
+    progress.close()
     chosen = _consensus(chosen_all)
+    progress = stage("fold (out-of-fold scores)", k)
     for tr, va, norm in fold_rows:  # 2. the consensus configuration, fit per fold, scored on the held-out fold
         fitted = make_head(req, chosen).fit(norm.transform(x[tr]), y[tr], **fit_kw)
         oof[va] = log_probabilities(fitted, norm.transform(x[va]))
+        progress.advance()
+    progress.close()
     norm = Normalizer(kind).fit(x)
     head = make_head(req, chosen)
-    head = head.fit(norm.transform(x), y, **fit_kw)
+    with stage("refit on all labeled images"):
+        head = head.fit(norm.transform(x), y, **fit_kw)
     oof, y, ids = oof[original], y[original], ids[original]
     temperature = choose_temperature(oof, y)
     preds = Predictions(ids, apply_temperature(oof, temperature), y)

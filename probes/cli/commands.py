@@ -85,6 +85,8 @@ def fit(
     """Train a head on cached features, select it on val, save a run (runs/<id>/)."""
     from featstore.provenance import label_leak_warnings
     from featstore.store import open_feature_set
+    from probes.cli.progress import RichFitProgress
+    from probes.progress import reporting
     from probes.train import FitRequest, fit_run
 
     grids = _parse_grid(grid or [])
@@ -96,7 +98,7 @@ def fit(
                      tta=tta, train_views=train_views)
     for warning in label_leak_warnings(list(keys), cache=cache):
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    with err.status(f"fitting {head} on {features} ..."):
+    with RichFitProgress(f"fitting {head} on {features}") as progress, reporting(progress):
         res = fit_run(req, cache=cache, runs=runs)
     render_audit_line(req.features, cache=cache)
     if res.table:

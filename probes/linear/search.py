@@ -6,6 +6,7 @@ import math
 
 from probes.linear.design import Design, SolverOptions
 from probes.linear.path import Fit, LamPath
+from probes.progress import stage
 
 
 def bracket(rung: LamPath, lams: list[float], start: int, first: Fit, *, tol: float) -> list[Fit]:
@@ -50,6 +51,7 @@ def search_logistic(data: Design, *, n_classes: int, lams: list[float], shrinks:
     fits: list[Fit] = []
     rungs: dict[float, LamPath] = {}
     best, stale, index = None, 0, nearest(lams, start)
+    progress = stage("search point")  # adaptive: the number of points is not known in advance
     theta = data.initial_theta(n_classes)
     for shrink in shrinks:
         if best is not None:
@@ -62,12 +64,14 @@ def search_logistic(data: Design, *, n_classes: int, lams: list[float], shrinks:
         visited = [first] if pruned else bracket(rung, lams, index, first, tol=search_tol)
         fits += visited
         rung_best = min(visited, key=lambda f: f.val_loss)
+        progress.advance(len(visited), note=f"shrink {shrink:g}: val top-1 {max(f.val_top1 for f in visited):.2%}")
         if rung_best.fits_better(best):
             best, stale = rung_best, 0
             continue
         stale += 1
         if pruned or stale >= 2 or rung_best.clearly_worse(best):
             break
+    progress.close()
     chosen = max(fits, key=lambda f: (f.val_top1, -f.val_loss))
     return refine(rungs[chosen.shrink], chosen), fits
 
@@ -91,12 +95,17 @@ def grid_logistic(data: Design, *, n_classes: int, lams: list[float], shrinks: l
     fits: list[Fit] = []
     rungs: dict[float, LamPath] = {}
     theta, prev = data.initial_theta(n_classes), None
+    progress = stage("configuration", len(shrinks) * len(lams))
     for shrink in shrinks:
         if prev is not None:
             theta = prev.theta
         rung = rungs[shrink] = LamPath(data, shrink=shrink, theta=theta, lam=lams[0], options=options)
-        path = [rung.solve(lam, tol=search_tol) for lam in lams]
+        path = []
+        for lam in lams:
+            path.append(rung.solve(lam, tol=search_tol))
+            progress.advance(note=f"shrink {shrink:g}, C {1 / lam:.3g}")
         fits += path
         prev = path[0]
+    progress.close()
     chosen = max(fits, key=lambda f: (f.val_top1, -f.val_loss))
     return refine(rungs[chosen.shrink], chosen), fits

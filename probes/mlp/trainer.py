@@ -13,6 +13,7 @@ from probes.mlp.adamw import StackedAdamW
 from probes.mlp.batches import Batches
 from probes.mlp.schedule import onecycle
 from probes.mlp.stacked import MLPSpec, StackedMLP, forward_autocast
+from probes.progress import stage
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,20 @@ def train_stacked(model: StackedMLP, specs: list[MLPSpec], train: Batches,
     total = options.epochs * math.ceil(train.n / options.batch_size)
     gen = torch.Generator(device=device).manual_seed(options.seed)
     keeper, history, step, epoch = BestKeeper(params, len(specs)), [], 0, 0
+    together = f" ({len(specs)} configurations together)" if len(specs) > 1 else ""
+    progress = stage(f"epoch{together}", options.epochs)
     for epoch in range(1, options.epochs + 1):
         step = _epoch(model, opt, train, step=step, total=total, options=options, gen=gen)
         if val is None:
+            progress.advance()
             continue
         top1, loss = evaluate_stacked(model, *val, dtype=options.dtype)
         history.append((top1.cpu(), loss.cpu()))
         keeper.update(epoch, top1, loss, params)
+        progress.advance(note=f"best val top-1 {float(keeper.top1.max()):.2%}")
         if options.early_stopping and bool((keeper.stale >= options.patience).all()):
             break
+    progress.close()
     if val is not None and options.early_stopping:
         keeper.restore(params)
     for p in params:
