@@ -8,9 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from featstore.store import FeatureSet, list_feature_sets, open_feature_set
+from featstore.errors import StoreLockedError
 from featstore.store.catalog import set_name
+from featstore.store.locks import hold_set
 from featstore.store.shards import remove_stale_temps
 from featstore.store.writer import QUARANTINE
+
+
+_UNUSED = " is used by no run"
 
 
 def folder_bytes(folder: Path) -> int:
@@ -22,7 +27,8 @@ def remove_set(ref: str, *, cache: Path | None = None, dataset: str | Path | Non
     Runs keep what they need to submit (their test predictions and test-split record), so they survive it."""
     fs = open_feature_set(ref, cache=cache, dataset=dataset)
     size = folder_bytes(fs.folder)
-    shutil.rmtree(fs.folder)
+    with hold_set(fs.folder, doing="remove"):
+        shutil.rmtree(fs.folder)
     parent = fs.folder.parent
     if parent.is_dir() and not any(parent.iterdir()):
         parent.rmdir()  # the encoder's folder, now empty
@@ -34,6 +40,7 @@ class Garbage:
     """What `featstore gc` found (and removed unless dry): (path, bytes, why) per item."""
 
     items: list[tuple[Path, int, str]] = field(default_factory=list)
+    busy: list[Path] = field(default_factory=list)  # unused sets kept because a writer holds them right now
 
     @property
     def bytes(self) -> int:
@@ -46,7 +53,7 @@ def collect_garbage(*, cache: Path | None = None, keep_keys: set[str] | None = N
     found = Garbage()
     for fs in list_feature_sets(cache):
         if keep_keys is not None and fs.key not in keep_keys:
-            found.items.append((fs.folder, folder_bytes(fs.folder), f"set {set_name(fs)} is used by no run"))
+            found.items.append((fs.folder, folder_bytes(fs.folder), f"set {set_name(fs)}{_UNUSED}"))
             continue
         for tmp in fs.folder.glob(".tmp@*.h5"):
             found.items.append((tmp, tmp.stat().st_size, "temp shard of a killed writer"))
@@ -56,6 +63,7 @@ def collect_garbage(*, cache: Path | None = None, keep_keys: set[str] | None = N
     if dry_run:
         return found
     removed: list[tuple[Path, int, str]] = []
+    busy: list[Path] = []
     temps: dict[Path, set[Path]] = {}
     for item in found.items:
         path = item[0]
@@ -64,10 +72,18 @@ def collect_garbage(*, cache: Path | None = None, keep_keys: set[str] | None = N
                 temps[path.parent] = set(remove_stale_temps(path.parent))
             if path in temps[path.parent]:
                 removed.append(item)
+        elif item[2].endswith(_UNUSED):  # a whole set: never under a live writer (it may be a new set no run uses yet)
+            try:
+                with hold_set(path, doing="remove"):
+                    shutil.rmtree(path, ignore_errors=True)
+            except StoreLockedError:
+                busy.append(path)
+                continue
+            removed.append(item)
         else:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(item)
-    return Garbage(removed)
+    return Garbage(removed, busy)
 
 
 USERS_GROUP = "featstore.set_users"  # entry points: callable(runs_folder | None) -> set of feature-set keys in use

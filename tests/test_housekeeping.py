@@ -85,3 +85,24 @@ def test_probes_rm_and_featstore_rm_and_gc(store: Path) -> None:
     assert res.exit_code == 0 and "removed birds" in res.output and not list_feature_sets(store / "cache")
     res = runner.invoke(featstore_app, ["ls", "--cache", cache])
     assert res.exit_code == 0
+
+
+def test_rm_and_gc_never_remove_a_set_being_written(store: Path) -> None:
+    """An extraction (main lock) or a torchrun worker (rank lock) writing the set: rm refuses naming
+    it, gc --unused keeps it and says so, and the set is intact afterwards."""
+    from filelock import FileLock
+
+    cache = str(store / "cache")
+    cars = next(s for s in list_feature_sets(store / "cache") if s.encoder == "cars")
+    for lock_name in (".lock", ".lock-rank-1-of-2"):
+        with FileLock(str(cars.folder / lock_name)):
+            res = runner.invoke(featstore_app, ["rm", "cars", "--cache", cache])
+            assert res.exit_code == 1 and "being written right now" in res.output and "remove it when" in res.output
+            assert cars.folder.is_dir()
+            for run in [r for r in list_runs(store / "runs") if r.config["features"][0]["dataset"] == "cars"]:
+                assert _p(store, "rm", run.id).exit_code == 0
+            res = runner.invoke(featstore_app, ["gc", "--unused", "--runs", str(store / "runs"), "--cache", cache])
+            assert res.exit_code == 0 and "kept" in res.output and "being written" in res.output
+            assert (cars.folder / "manifest.json").is_file()
+    res = runner.invoke(featstore_app, ["rm", "cars", "--cache", cache])  # the writer has ended
+    assert res.exit_code == 0 and not cars.folder.exists()

@@ -277,6 +277,8 @@ def gc(
     found = collect_garbage(cache=cache, keep_keys=keep, dry_run=dry_run)
     for path, size, why in found.items:
         out.print(f"{'would remove' if dry_run else 'removed'} {path} ({human_bytes(size)}): {why}", highlight=False)
+    for path in found.busy:
+        err.print(f"[yellow]kept[/] {path}: being written right now (an extraction holds it)", highlight=False)
     out.print(f"{'would free' if dry_run else 'freed'} {human_bytes(found.bytes)} ({len(found.items)} items)", highlight=False)
 
 
