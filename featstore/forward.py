@@ -72,10 +72,11 @@ class BatchEncoder:
         for view, start, n, host in launched.chunks:
             rows = host.wait()
             for output, feats in (rows.items() if host.multi else [(self.outputs[0], rows[""])]):
-                feats = feats[:n]  # padding rows dropped
-                for k in bad_rows(feats).nonzero().flatten().tolist():
+                feats = feats[:n].numpy()  # padding rows dropped
+                for k in np.flatnonzero(bad_rows(feats)).tolist():
                     bad[start + k] = f"non-finite output at {launched.rt.precision}{hint}"
-                out.setdefault((output, view), []).append(feats.numpy().astype(np.float16))
+                with np.errstate(over="ignore", invalid="ignore"):  # those rows are reported, not stored
+                    out.setdefault((output, view), []).append(feats.astype(np.float16))
         return {sid: np.concatenate(parts) for sid, parts in out.items()}, bad
 
     def _chunks(self, x: torch.Tensor, rt: Runtime) -> Iterator[tuple[int, int, HostRows]]:

@@ -8,6 +8,7 @@ which writes and fsyncs shards while the next batches compute. On the CPU nothin
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ class Job:
         self._encoder: BatchEncoder | None = None
         self.notes: list[str] = []
         self.changed = False  # some split's index or failures changed (a no-op rerun records and rewrites nothing)
-        self.defer = rt.cuda  # queue batch k+1 before waiting for batch k's rows (pointless on the CPU)
+        self.defer = rt.cuda and options.prefetch  # queue batch k+1 before waiting for batch k's rows (pointless on the CPU)
 
     @property
     def fitted(self) -> int:
@@ -117,9 +118,9 @@ class Job:
         loader = make_loader(ImageWork(tally.todo, encoder.preprocess, stored=stored),
                              batch_size=self.options.batch_size, workers=workers, pin_memory=self.rt.cuda,
                              item_bytes=_item_bytes(self.spec), note=self.note)
-        feed = DeviceFeed(self.rt.device)
+        feed = DeviceFeed(self.rt.device, side_stream=self.options.prefetch)
         pending: _Pending | None = None
-        with BackgroundWriter(writer) as sink:
+        with BackgroundWriter(writer) if self.options.write_thread else nullcontext(writer) as sink:
             try:
                 for batch in loader:
                     launched = self._launch(writer, split, batch, tally, feed)
@@ -157,7 +158,7 @@ class Job:
         return _Pending([todo[batch.pos[k]] for k in keep], [batch.sha1[k] for k in keep],
                         self.model().launch(pixels))
 
-    def _store(self, sink: BackgroundWriter, split: str, pending: _Pending, tally: _Tally) -> None:
+    def _store(self, sink: BackgroundWriter | WriterGroup, split: str, pending: _Pending, tally: _Tally) -> None:
         """Wait for the batch's rows; record its non-finite images as failures, hand the rest over."""
         feats, bad = self.model().finish(pending.launched)
         sel = pending.items

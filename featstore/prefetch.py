@@ -23,9 +23,10 @@ class Staged:
 class DeviceFeed:
     """stage(): start the upload (returns at once); take(): the device tensor, usable on the current stream."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, *, side_stream: bool = True) -> None:
+        """side_stream=False: the batch stays on the host; the forward uploads it on its own stream."""
         self.device = device
-        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" and side_stream else None
 
     def stage(self, pixels: torch.Tensor) -> Staged:
         if self._stream is None or len(pixels) == 0:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from featstore.compiled import compile_blocks
@@ -131,6 +132,10 @@ def _host(y: torch.Tensor, rt: Runtime) -> torch.Tensor:
     return buf.copy_(y.float(), non_blocking=True)
 
 
-def bad_rows(features: torch.Tensor) -> torch.Tensor:
-    """Rows that are NaN/Inf, or that would overflow float16 in the store."""
-    return ~torch.isfinite(features).all(dim=1) | (features.abs().amax(dim=1) > FP16_MAX)
+def bad_rows(features: np.ndarray) -> np.ndarray:
+    """Rows that are NaN/Inf, or that would overflow float16 in the store.
+
+    numpy, not torch: on the host this is a [batch, dim] check on the loop thread, and torch would split
+    it over its intra-op threads, which wait for each other whenever another process holds a core."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(features).all(axis=1) | (np.abs(features).max(axis=1, initial=0.0) > FP16_MAX)

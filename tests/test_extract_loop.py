@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return root, store_contents(base / "cache")
 
 
-def test_shards_are_written_by_the_writer_thread(tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("write_thread", [True, False])
+def test_shards_are_written_by_the_writer_thread(tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch,
+                                                 write_thread: bool) -> None:
     root, ref = data
     threads: set[str] = set()
     original = FeatureSetWriter.flush
@@ -45,8 +48,9 @@ def test_shards_are_written_by_the_writer_thread(tmp_path: Path, data, monkeypat
         original(self, split)
 
     monkeypatch.setattr(FeatureSetWriter, "flush", flush)
-    extract(model="pixels", data=root, cache=tmp_path / "cache", options=OPTS)
-    assert threads == {"featstore-writer"}  # flush_s=0: every batch is a shard, all written off the loop thread
+    extract(model="pixels", data=root, cache=tmp_path / "cache", options=replace(OPTS, write_thread=write_thread))
+    # flush_s=0: every batch is a shard, all written off the loop thread (on it when measuring the difference)
+    assert threads == {"featstore-writer" if write_thread else "MainThread"}
     assert_same_store(store_contents(tmp_path / "cache"), ref)
 
 
