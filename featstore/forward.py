@@ -106,4 +106,7 @@ def select_rows(pixels: torch.Tensor, rows: list[int]) -> torch.Tensor:
     one memcpy per row instead of Python-list fancy indexing's element-wise gather."""
     if len(rows) == len(pixels):
         return pixels
-    return pixels.index_select(0, torch.tensor(rows, dtype=torch.long, device=pixels.device))
+    index = torch.tensor(rows, dtype=torch.long)
+    if pixels.is_cuda:  # a pageable upload would wait for the forward in flight; a pinned one is queued
+        index = index.pin_memory().to(pixels.device, non_blocking=True)
+    return pixels.index_select(0, index)
