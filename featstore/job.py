@@ -124,12 +124,10 @@ class Job:
             try:
                 for batch in loader:
                     launched = self._launch(writer, split, batch, tally, feed)
-                    if pending is not None:
-                        self._store(sink, split, pending, tally)
-                    pending = launched
-                    if pending is not None and not self.defer:
-                        self._store(sink, split, pending, tally)
-                        pending = None
+                    # `pending` is always a batch not yet handed over: an interrupt stores it, never twice
+                    ready, pending = (pending, launched) if self.defer else (launched, None)
+                    if ready is not None:
+                        self._store(sink, split, ready, tally)
                     self.progress.advance(len(batch.pos) + len(batch.failed) + len(batch.stored))
             except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the batch already computed is kept too
                 if pending is not None:
