@@ -1,6 +1,6 @@
 """On a CUDA machine: every output and view in fp16 / bf16 against the library's fp32, then eva_giant_336 speed.
 
-    python bench/gpu_check.py [--batches 64,128,256,512] [--no-compile] [--quick] [--out DIR]
+    python bench/gpu_check.py [--batches 64,128,256,512] [--no-compile] [--quick] [--out DIR] [--device cpu]
 
 (1) Fidelity: tiny random-init models of each family (timm ViT, timm Eva, open_clip ViT) run through
     featstore's own path (uint8 batch -> device normalisation -> channels_last -> autocast, the
@@ -13,8 +13,12 @@
 (3) Extraction path (bench/gpu_check_extract.py, skip with --no-extract): eva_giant_336 fp16 vs IEEE
     fp32 cosine, host work per batch before/after with images/s and peak memory at each batch size,
     and the out-of-memory back-off under a memory cap.
+(4) The extraction loop (bench/gpu_check_loop.py, skip with --no-loop): featstore's own loop over generated
+    JPEGs with prefetch (side-stream upload, rows waited for a batch later) and the shard writer thread
+    off/on: images/s and host stall per batch (loop ms per batch minus the model alone).
 
-Needs CUDA: on a machine without it, says so and exits with status 2. Prints markdown tables and
+Needs CUDA: on a machine without it, says so and exits with status 2. `--device cpu` runs what a CPU can
+run, to check the script: (3) and (4) on a tiny timm ViT (numbers meaningless), (1) and (2) skipped. Prints markdown tables and
 writes gpu_check.json to --out (default: bench/out).
 """
 
@@ -136,8 +140,13 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="batches 64,256, 3 timed iterations")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--no-extract", action="store_true", help="skip the extraction-path checks (3)")
+    ap.add_argument("--no-loop", action="store_true", help="skip the extraction-loop checks (4)")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                    help="cpu: only (3) and (4), on a tiny model, to check the script runs")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     args = ap.parse_args()
+    if args.device == "cpu":
+        return _cpu_smoke(args)
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible to torch; this check only runs on a GPU machine "
               "(nothing else in featstore needs one).", file=sys.stderr)
@@ -162,10 +171,31 @@ def main() -> int:
 
         extract = gpu_check_extract.run("eva_giant_336", batches, iters, smoke=False)
         gpu_check_extract.render(extract)
+    loop = None
+    if not args.no_loop:
+        import gpu_check_loop
+
+        loop = gpu_check_loop.run("eva_giant_336", "cuda", batches[0], 2048, iters)
+        gpu_check_loop.render(loop)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_check.json").write_text(json.dumps({"device": torch.cuda.get_device_name(), "fidelity": fid,
-                                                         "throughput": speed, "extract": extract}, indent=1))
+                                                         "throughput": speed, "extract": extract, "loop": loop},
+                                                        indent=1))
     return 0 if all(r["ok"] for r in fid) else 1
+
+
+def _cpu_smoke(args: argparse.Namespace) -> int:
+    """The CPU-runnable parts on a tiny model: the script works; the numbers say nothing about a GPU."""
+    import gpu_check_extract
+    import gpu_check_loop
+
+    print("gpu_check --device cpu: (1) fidelity and (2) eva_giant_336 throughput need CUDA, skipped", file=sys.stderr)
+    tiny = "timm:vit_tiny_patch16_224"
+    if not args.no_extract:
+        gpu_check_extract.render(gpu_check_extract.run(tiny, [2, 4], 2, smoke=True))
+    if not args.no_loop:
+        gpu_check_loop.render(gpu_check_loop.run(tiny, "cpu", 4, 16, 2))
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from featstore.encoders import create_encoder, get_spec  # noqa: E402
 from featstore.encoders.preprocess import _stats  # noqa: E402
-from featstore.extract import ExtractOptions, _Job, _rows, _Silent  # noqa: E402
+from featstore.forward import BatchEncoder, select_rows as _rows  # noqa: E402
 from featstore.runtime import Runtime, encode_batch, prepare_model, resolve_runtime  # noqa: E402
 
 
@@ -107,10 +107,11 @@ def oom_backoff(name: str, batch: int, fraction: float) -> dict:
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(fraction)
     try:
-        job = _Job(spec, rt, ExtractOptions(batch_size=batch), None, True, _Silent(), sets=[(spec.default_output, "orig")])
+        enc = BatchEncoder(model, pre, rt, batch_size=batch, outputs=(spec.default_output,), views=("orig",))
         t0 = time.perf_counter()
-        rows = sum(len(_single(y)) for _, y in job._chunks(model, pre, _batch(spec, batch, True), rt))
-        return {"asked": batch, "fitted": job.fitted or batch, "rows": rows, "seconds": time.perf_counter() - t0,
+        feats, _ = enc.finish(enc.launch(_batch(spec, batch, True)))
+        rows = len(next(iter(feats.values())))
+        return {"asked": batch, "fitted": enc.fitted or batch, "rows": rows, "seconds": time.perf_counter() - t0,
                 "memory_fraction": fraction}
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)

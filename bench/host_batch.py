@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from featstore.encoders.preprocess import Preprocess  # noqa: E402
-from featstore.extract import _rows  # noqa: E402
+from featstore.forward import select_rows as _rows  # noqa: E402
 
 
 def _ms(fn, repeat: int) -> float:

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from featstore.compiled import compile_blocks
 from featstore.encoders.preprocess import Preprocess
 from featstore.errors import ExtractionError
 
@@ -71,31 +73,69 @@ def prepare_model(model: torch.nn.Module, rt: Runtime, *, compile: bool = False)
     model = model.to(rt.device)
     if rt.cuda:
         model = model.to(memory_format=torch.channels_last)
-    return torch.compile(model) if compile else model
+    return compile_blocks(model) if compile else model
+
+
+@dataclass
+class HostRows:
+    """Outputs of one forward pass on their way to the host.
+
+    On CUDA the float32 rows land in pinned buffers by a non-blocking copy queued behind the forward, so
+    the loop thread goes on (next batch, previous rows to the writer) while the GPU works; `wait()` blocks
+    only when the rows are needed. On the CPU they are there already (`done` is None).
+    """
+
+    rows: dict[str, torch.Tensor]
+    multi: bool  # the model returned a dict (several outputs of one pass)
+    done: torch.cuda.Event | None = None
+
+    def wait(self) -> dict[str, torch.Tensor]:
+        if self.done is not None:
+            self.done.synchronize()
+            self.done = None
+        return self.rows
 
 
 @torch.inference_mode()
-def encode_batch(model: torch.nn.Module, batch_u8: torch.Tensor, preprocess: Preprocess,
-                 rt: Runtime) -> torch.Tensor | dict[str, torch.Tensor]:
-    """uint8 [B, C, H, W] on the host -> float32 [B, D] on the host (a dict of them for a multi-output
-    model); normalisation runs on the device."""
+def launch_batch(model: torch.nn.Module, batch_u8: torch.Tensor, preprocess: Preprocess, rt: Runtime) -> HostRows:
+    """uint8 [B, C, H, W] (host, or on the device already) -> float32 [B, D] rows on their way to the host;
+    normalisation runs on the device."""
     x = batch_u8.to(rt.device, non_blocking=rt.cuda)
     x = preprocess.normalize(x)
     if rt.cuda:
         x = x.contiguous(memory_format=torch.channels_last)
     with ieee_fp32(rt), torch.autocast(rt.device.type, dtype=_DTYPES[rt.precision], enabled=rt.autocast):
         y = model(x)
-    if isinstance(y, dict):  # several outputs of one pass (featstore.encoders.outputs)
-        return {k: _host(v) for k, v in y.items()}
-    return _host(y)
+    multi = isinstance(y, dict)  # several outputs of one pass (featstore.encoders.outputs)
+    rows = {k: _host(v, rt) for k, v in (y.items() if multi else [("", y)])}
+    done = None
+    if rt.cuda:
+        done = torch.cuda.Event()
+        done.record()
+    return HostRows(rows, multi, done)
 
 
-def _host(y: torch.Tensor) -> torch.Tensor:
+def encode_batch(model: torch.nn.Module, batch_u8: torch.Tensor, preprocess: Preprocess,
+                 rt: Runtime) -> torch.Tensor | dict[str, torch.Tensor]:
+    """launch_batch, waited for: float32 [B, D] on the host (a dict of them for a multi-output model)."""
+    out = launch_batch(model, batch_u8, preprocess, rt)
+    rows = out.wait()
+    return rows if out.multi else rows[""]
+
+
+def _host(y: torch.Tensor, rt: Runtime) -> torch.Tensor:
     if y.ndim != 2:
         raise ExtractionError(f"encoder returned shape {tuple(y.shape)}, expected [batch, dim]")
-    return y.float().cpu()
+    if not rt.cuda:
+        return y.float()
+    buf = torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
+    return buf.copy_(y.float(), non_blocking=True)
 
 
-def bad_rows(features: torch.Tensor) -> torch.Tensor:
-    """Rows that are NaN/Inf, or that would overflow float16 in the store."""
-    return ~torch.isfinite(features).all(dim=1) | (features.abs().amax(dim=1) > FP16_MAX)
+def bad_rows(features: np.ndarray) -> np.ndarray:
+    """Rows that are NaN/Inf, or that would overflow float16 in the store.
+
+    numpy, not torch: on the host this is a [batch, dim] check on the loop thread, and torch would split
+    it over its intra-op threads, which wait for each other whenever another process holds a core."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(features).all(axis=1) | (np.abs(features).max(axis=1, initial=0.0) > FP16_MAX)

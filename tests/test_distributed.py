@@ -14,7 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import featstore.extract
+import featstore.job
 from featstore.cli import featstore_app
 from corpus import write_bad_images, write_folder_dataset
 from featstore.distributed import Rank, parse_shard, resolve_rank
@@ -175,8 +175,8 @@ def test_plain_extract_completes_a_sharded_set_without_rereading(tmp_path: Path,
     cache = tmp_path / "c"
     first = extract(model="pixels", data=root, cache=cache, options=OPTS, rank=Rank(1, 3))
     loaded: list[str] = []
-    real = featstore.extract.make_loader
-    monkeypatch.setattr(featstore.extract, "make_loader",
+    real = featstore.job.make_loader
+    monkeypatch.setattr(featstore.job, "make_loader",
                         lambda work, **kw: loaded.extend(i.id for i in work.items) or real(work, **kw))
     rep = extract(model="pixels", data=root, cache=cache, options=OPTS)
     assert [r.reused for r in rep.splits] == [r.extracted for r in first.splits]  # the worker's third is kept
@@ -240,7 +240,8 @@ def test_merge_errors(tmp_path: Path) -> None:
 
 def test_merge_trusts_what_workers_report_over_a_stale_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A shared filesystem's listing can lag behind another node's renames: merge opens reported files by name."""
-    from featstore.extract import _merge, define_sets
+    from featstore.merge import merge_set as _merge
+    from featstore.setdef import define_sets
 
     root = write_folder_dataset(tmp_path / "data", per_class=3, test=2)
     cache = tmp_path / "cache"
