@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from featstore.datasets import Dataset, ImageItem, scan_dataset
-from featstore.distributed import Rank, barrier, bind_device, gather_to_lead, process_group
+from featstore.distributed import Rank, barrier, bind_device, computed_by_lead, gather_to_lead, process_group
 from featstore.encoders import EncoderSpec, create_encoder, get_spec
 from featstore.encoders.outputs import check_outputs
 from featstore.encoders.registry import backend_for
@@ -181,14 +181,18 @@ def _variant(fs: SetDefinition, output: str, view: str) -> SetDefinition:
 
 def define_set(*, model: str, data: str | Path, cache: str | Path | None, weights: Path | None,
                random_weights: bool, splits: list[str] | None, name: str | None, precision: str,
-               compile: bool = False) -> SetDefinition:
-    """Everything that names the feature set; `precision` is already resolved (fp32/fp16/bf16)."""
+               compile: bool = False, rank: Rank = Rank()) -> SetDefinition:
+    """Everything that names the feature set; `precision` is already resolved (fp32/fp16/bf16).
+
+    Under torchrun rank 0 alone scans the dataset and hashes the weights; the others receive both.
+    """
     if weights and random_weights:
         raise ExtractionError("--weights and --random-weights exclude each other")
     spec = get_spec(model)
     output = spec.default_output
-    dataset = scan_dataset(data, splits=splits)
-    fields = feature_set_fields(spec, weights=weights_identity(spec, weights=weights, random_weights=random_weights),
+    dataset, wid = computed_by_lead(rank, lambda: (
+        scan_dataset(data, splits=splits), weights_identity(spec, weights=weights, random_weights=random_weights)))
+    fields = feature_set_fields(spec, weights=wid,
                                 precision=precision, views=1, dataset=name or str(dataset.root), compile=compile)
     key = feature_key(fields)
     folder = Path(cache or default_cache()) / encoder_dirname(spec.name) / key
@@ -219,13 +223,12 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
             raise ExtractionError("--retry-precision fp16: retry at a wider precision, fp32 or bf16")
         options = replace(options, retry_precision=retry)
     wpath = Path(weights) if weights else None
-    sets = define_sets(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
-                       splits=splits, name=name, precision=rt.precision, outputs=outputs, views=views,
-                       compile=options.compile)
-    fs = sets[0]
-    job = _Job(fs.spec, rt, options, wpath, random_weights, progress or _Silent(),
-               sets=[(s.output, s.view) for s in sets])
     with terminate_as_interrupt(), process_group(rank, rt.device):
+        sets = define_sets(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
+                           splits=splits, name=name, precision=rt.precision, outputs=outputs, views=views,
+                           compile=options.compile, rank=rank)  # scanned once, on rank 0
+        job = _Job(sets[0].spec, rt, options, wpath, random_weights, progress or _Silent(),
+                   sets=[(s.output, s.view) for s in sets])
         report = _extract_slice(sets, job, rank)
         if rank.alone and not report.failures:  # complete: the next identical request can skip torch (uptodate)
             record(request_stamp(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,
