@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from featstore.datasets import scan_dataset
+from featstore.dirscan import scan_threads, stat_files
 from featstore.errors import FeatstoreError
 from featstore.store.keys import canonical_json, default_cache
 from featstore.store.manifest import read_index, read_manifest
@@ -86,13 +87,9 @@ def _holds(folder: Path, dataset: Any) -> bool:
 
 
 def _stats(items: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(size, mtime_ns) of each file straight into arrays: a list of stat results is ~200 B per image."""
-    size = np.empty(len(items), np.int64)
-    mtime = np.empty(len(items), np.int64)
-    for k, item in enumerate(items):
-        st = os.stat(item.file)
-        size[k], mtime[k] = st.st_size, st.st_mtime_ns
-    return size, mtime
+    """(size, mtime_ns) of each file straight into arrays (a list of stat results is ~200 B per image), by the
+    scan's threads (FEATSTORE_SCAN_THREADS): on a network filesystem each stat is a round trip."""
+    return stat_files([i.file for i in items], threads=scan_threads())
 
 
 def _file_stat(path: str | Path | None) -> list | None:
