@@ -67,8 +67,8 @@ def scan_dataset(root: str | os.PathLike, *, splits: Sequence[str] | None = None
     """Find the layout of `root` and list its images; `splits` limits which splits are listed.
 
     `threads` list folders in parallel (a network filesystem answers many at once); None: the
-    FEATSTORE_SCAN_THREADS environment variable, else featstore.dirscan.AUTO_THREADS. The result is the
-    same whatever the count.
+    FEATSTORE_SCAN_THREADS environment variable, else featstore.dirscan.AUTO_THREADS on a network
+    filesystem and 1 on a local one. The result is the same whatever the count.
 
     A train.csv or test.csv in `root` selects the CSV layout (its train/ and test/ folders would
     also look like image folders). The class list does not depend on `splits`: it always comes
@@ -84,7 +84,7 @@ def scan_dataset(root: str | os.PathLike, *, splits: Sequence[str] | None = None
         found = scan_tars(path, splits, _select, lambda i, f, label, m: ImageItem(i, f, label, "", m))
         dataset = Dataset(root=path, layout="webdataset", classes=found["classes"], splits=found["splits"])
     else:
-        dataset = _scan_folders(path, splits, scan_threads(threads))
+        dataset = _scan_folders(path, splits, scan_threads(threads, root=path))
     if not any(dataset.splits.values()):
         raise LayoutError(
             f"no images found in {path} (splits: {', '.join(dataset.splits)}; "

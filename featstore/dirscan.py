@@ -9,17 +9,45 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Generic, TypeVar
 
 Tag = TypeVar("Tag")
-#: Threads when a scan meets more than one folder. Listing a folder on NFS or Lustre is a round trip per
-#: batch of entries (0.5-1 ms each, most of a million-image scan); os.scandir releases the GIL meanwhile.
+#: Threads for a dataset on a network filesystem. Listing a folder or stat'ing a file there is a round trip
+#: (0.5-1 ms, most of a million-image scan); os.scandir and os.stat release the GIL while they wait. On a
+#: local disk the same scan is bound by Python's own work per entry, and threads only contend for the GIL
+#: (bench/noop_rerun.py: slower), so a local dataset is scanned in one thread.
 AUTO_THREADS = 8
+#: Filesystem types (/proc/self/mounts) whose metadata calls go over the network.
+REMOTE_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
+                                "glusterfs", "9p", "afs", "panfs", "wekafs", "orangefs", "pvfs2"})
 
 
-def scan_threads(threads: int | None = None) -> int:
-    """`threads`, else FEATSTORE_SCAN_THREADS, else AUTO_THREADS; 1 (or 0) reads folders one at a time."""
+def scan_threads(threads: int | None = None, *, root: str | os.PathLike | None = None) -> int:
+    """`threads`, else FEATSTORE_SCAN_THREADS, else AUTO_THREADS when `root` is on a network filesystem
+    (fuse mounts such as s3fs or gcsfuse included), else 1. 1 (or 0) lists folders one at a time."""
     if threads is None:
         env = os.environ.get("FEATSTORE_SCAN_THREADS", "").strip()
-        threads = int(env) if env.isdigit() else AUTO_THREADS
+        if env.isdigit():
+            threads = int(env)
+        else:
+            threads = AUTO_THREADS if root is not None and is_remote(root) else 1
     return max(1, threads)
+
+
+def is_remote(path: str | os.PathLike, *, mounts: str = "/proc/self/mounts") -> bool:
+    """Whether `path` lies on a network filesystem, from the mount table (False where there is none)."""
+    target = os.path.realpath(path)
+    best, kind = "", ""
+    try:
+        with open(mounts) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = target == point or target.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        return False
+    return kind in REMOTE_FILESYSTEMS or kind.startswith("fuse.")
 
 
 def read_dir(folder: str) -> list[os.DirEntry]:

@@ -43,11 +43,25 @@ def test_parallel_scan_equals_serial_scan(tmp_path: Path, monkeypatch: pytest.Mo
     assert len({i.id for i in serial.splits["train"]}) == len(serial.splits["train"])
 
 
-def test_scan_threads_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scan_threads_from_the_environment_else_from_the_filesystem(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FEATSTORE_SCAN_THREADS", raising=False)
-    assert dirscan.scan_threads() == dirscan.AUTO_THREADS and dirscan.scan_threads(3) == 3
+    monkeypatch.setattr(dirscan, "is_remote", lambda path: str(path).startswith("/mnt/nfs"))
+    assert dirscan.scan_threads(root="/mnt/nfs/imagenet") == dirscan.AUTO_THREADS
+    assert dirscan.scan_threads(root=tmp_path) == 1 and dirscan.scan_threads(3, root=tmp_path) == 3
     monkeypatch.setenv("FEATSTORE_SCAN_THREADS", "0")
-    assert dirscan.scan_threads() == 1 and dirscan.scan_threads(4) == 4
+    assert dirscan.scan_threads(root="/mnt/nfs/imagenet") == 1 and dirscan.scan_threads(4) == 4
+
+
+def test_network_filesystems_from_the_mount_table(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text("/dev/vda1 / ext4 rw 0 0\n"
+                      "server:/export /mnt/data nfs4 rw,relatime 0 0\n"
+                      "/dev/vdb /mnt/data/local\\040disk xfs rw 0 0\n"
+                      "s3fs /mnt/bucket fuse.s3fs rw 0 0\n")
+    remote = lambda p: dirscan.is_remote(p, mounts=str(mounts))  # noqa: E731
+    assert remote("/mnt/data/imagenet/train") and remote("/mnt/bucket/x") and remote("/mnt/data")
+    assert not remote("/home/me/data") and not remote("/mnt/data/local disk/imgs") and not remote("/mnt/database")
 
 
 def test_threaded_stats_equal_os_stat(tmp_path: Path) -> None:
