@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from featstore.errors import WeightsError
 
 
 @contextmanager
@@ -59,22 +58,21 @@ def _like(value: Any, target: torch.Tensor | None) -> Any:
     return value.to(dtype=target.dtype).contiguous()
 
 
-def check_materialised(model: torch.nn.Module, *, source: str) -> torch.nn.Module:
-    """Every parameter came from the checkpoint: one left on the meta device means the file lacks it."""
-    unset = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
-    if unset:
-        raise WeightsError(f"weights {source} leave {len(unset)} tensors unset, e.g. {', '.join(unset[:4])}")
-    return model
+def unset(model: torch.nn.Module) -> list[str]:
+    """Parameters and buffers still on the meta device: what the checkpoint did not fill."""
+    return [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
 
 
 def build_then_load(build: Callable[[], torch.nn.Module], *, library: ModuleType, loader: str,
-                    source: str) -> torch.nn.Module | None:
+                    ) -> torch.nn.Module | None:
     """`build()` (a library factory asked for pretrained weights) without the random init it would overwrite.
 
     The library's own loader (`library.<loader>`, looked up there at call time) is what turns a checkpoint
     into this model's state dict (key fixes, classifier removal, pos-embed resampling), so it is kept: while
     the architecture is built on meta parameters the call is only recorded, then made once with assigning
-    loads. None when the library did not call it exactly once on the model it returned (another load path).
+    loads. None when the library did not call it exactly once on the model it returned, or when that call
+    left tensors unset (a checkpoint lacking keys, a custom loader that copies into parameters): the caller
+    then takes the library's plain path, which loads (or refuses) the file the way it always did.
     """
     calls: list[tuple[tuple, dict]] = []
     real = getattr(library, loader)
@@ -89,4 +87,4 @@ def build_then_load(build: Callable[[], torch.nn.Module], *, library: ModuleType
     args, kw = calls[0]
     with assigning_load(model):
         real(*args, **kw)
-    return check_materialised(model, source=source)
+    return None if unset(model) else model

@@ -79,16 +79,14 @@ class OpenClipBackend(Backend):
         elif weights is not None:
             path = validate_weights_file(weights)
             try:  # open_clip's own checkpoint loader (weights_only, pos-embed resize, key fixes)
-                model = _create_pretrained(spec.model_id, str(path), source=str(path), **kw)
+                model = _create_pretrained(spec.model_id, str(path), **kw)
             except Exception as e:
                 raise translate_load_error(e, path=path, model=f"open_clip {spec.model_id}") from e
         elif spec.pretrained:
             hub = open_clip.get_pretrained_cfg(spec.model_id, spec.pretrained).get("hf_hub")
             ensure_hub_weights(hub, spec)
             try:
-                model = _create_pretrained(spec.model_id, spec.pretrained, source=f"open_clip hub {hub}", **kw)
-            except WeightsError:
-                raise
+                model = _create_pretrained(spec.model_id, spec.pretrained, **kw)
             except Exception as e:
                 raise WeightsError(missing_weights_message(spec, e)) from e
         else:
@@ -110,14 +108,14 @@ class OpenClipBackend(Backend):
         return image_transform_v2(cfg, is_train=False)
 
 
-def _create_pretrained(arch: str, pretrained: str, *, source: str, **kw: object) -> torch.nn.Module:
+def _create_pretrained(arch: str, pretrained: str, **kw: object) -> torch.nn.Module:
     """`open_clip.create_model(arch, pretrained=...)` built on the meta device and loaded once by open_clip's
     `load_checkpoint`; device=None because moving meta parameters to the CPU would fail (and does nothing)."""
     def build(device: str | None) -> torch.nn.Module:
         return open_clip.create_model(arch, pretrained=pretrained, weights_only=True, require_pretrained=True,
                                       device=device, **kw)
 
-    lazy = build_then_load(lambda: build(None), library=open_clip.factory, loader="load_checkpoint", source=source)
+    lazy = build_then_load(lambda: build(None), library=open_clip.factory, loader="load_checkpoint")
     return lazy or build("cpu")
 
 

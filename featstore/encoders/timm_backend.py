@@ -80,7 +80,7 @@ class TimmBackend(Backend):
             path = validate_weights_file(weights)
             try:  # timm's own loader: filter_fn, classifier removal for num_classes=0, pos-embed resampling
                 with _KeyMismatch() as mismatch:
-                    model = create_pretrained(name, source=str(path), pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+                    model = create_pretrained(name, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
             except Exception as e:
                 raise translate_load_error(e, path=path, model=f"timm {name}") from e
             if mismatch.problems:  # timm loads non-strictly when it drops the classifier: never accept a partial load
@@ -89,9 +89,7 @@ class TimmBackend(Backend):
         cfg = timm.models.get_pretrained_cfg(name)
         ensure_hub_weights(cfg.hf_hub_id if cfg else None, spec)
         try:
-            return create_pretrained(name, source=f"timm hub {name}", **kwargs)
-        except WeightsError:
-            raise
+            return create_pretrained(name, **kwargs)
         except Exception as e:
             raise WeightsError(missing_weights_message(spec, e)) from e
 
@@ -132,11 +130,11 @@ class _KeyMismatch(logging.Handler):
         self._logger.setLevel(self._old_level)
 
 
-def create_pretrained(name: str, *, source: str, **kwargs: Any) -> torch.nn.Module:
+def create_pretrained(name: str, **kwargs: Any) -> torch.nn.Module:
     """`timm.create_model(name, pretrained=True, **kwargs)`, built on the meta device and loaded once
     by timm's `load_pretrained` (which `build_model_with_cfg` looks up in timm.models._builder)."""
     build = lambda: timm.create_model(name, pretrained=True, **kwargs)  # noqa: E731
-    return build_then_load(build, library=timm_builder, loader="load_pretrained", source=source) or build()
+    return build_then_load(build, library=timm_builder, loader="load_pretrained") or build()
 
 
 register_backend(TimmBackend())
