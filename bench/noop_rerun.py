@@ -1,6 +1,6 @@
 """A no-op rerun at scale: time and peak memory of `featstore extract` when every image is already stored.
 
-    python bench/noop_rerun.py [--n 200000] [--keep DIR] [--threads 1,8] [--latency-us 0]
+    python bench/noop_rerun.py [--n 200000] [--keep DIR] [--threads 1,8] [--latency-us 0] [--broadcast]
 
 Writes N tiny PNGs (a folder dataset, 100 classes, 256 distinct contents cycled), extracts them once with
 `pixels`, then times a second run of the same command in a fresh process (wall seconds, peak RSS) and
@@ -8,6 +8,8 @@ reports which heavy modules the no-op imported. Keep DIR to reuse the dataset an
 `--threads 1,8` times the rerun once per scan thread count (FEATSTORE_SCAN_THREADS); `--latency-us L`
 makes every os.scandir and os.stat of the rerun sleep L µs first: a model of a network filesystem's
 round trip (a sleep, like a blocking syscall, releases the GIL), not a measurement of one.
+`--broadcast` also times what torchrun's rank 0 sends instead of a rescan per rank: one scan, and
+the pickled Dataset's size, pickle and unpickle times.
 """
 
 from __future__ import annotations
@@ -62,10 +64,30 @@ def featstore(data: Path, cache: Path, *, threads: int | None = None, latency_us
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     wall = time.perf_counter() - t0
-    info = json.loads(res.stderr.strip().splitlines()[-1])
+    try:
+        info = json.loads(res.stderr.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        sys.exit(f"featstore crashed:\n{res.stderr[-3000:]}")
     if info["code"]:
         sys.exit(f"featstore failed:\n{res.stderr[-2000:]}")
     return wall, info
+
+
+def broadcast_cost(data: Path) -> None:
+    import pickle
+
+    sys.path.insert(0, str(ROOT))
+    from featstore.datasets import scan_dataset
+
+    t0 = time.perf_counter()
+    ds = scan_dataset(data, threads=1)
+    t1 = time.perf_counter()
+    blob = pickle.dumps(ds, protocol=pickle.HIGHEST_PROTOCOL)
+    t2 = time.perf_counter()
+    pickle.loads(blob)
+    t3 = time.perf_counter()
+    print(f"scan (1 thread) {t1 - t0:.2f} s; broadcast payload {len(blob) / 2**20:.1f} MiB, "
+          f"pickle {t2 - t1:.2f} s, unpickle {t3 - t2:.2f} s")
 
 
 def main() -> None:
@@ -74,6 +96,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path)
     ap.add_argument("--threads", default="", help="comma-separated scan thread counts to compare, e.g. 1,8")
     ap.add_argument("--latency-us", type=float, default=0.0)
+    ap.add_argument("--broadcast", action="store_true")
     a = ap.parse_args()
     base = a.keep or Path(tempfile.mkdtemp(prefix="noop-"))
     data, cache = base / f"data{a.n}", base / f"cache{a.n}"
@@ -83,6 +106,8 @@ def main() -> None:
     if not cache.exists():
         wall, _ = featstore(data, cache)
         print(f"first extraction: {wall:.1f} s")
+    if a.broadcast:
+        broadcast_cost(data)
     for threads in [int(t) for t in a.threads.split(",") if t] or [None]:
         wall, info = featstore(data, cache, threads=threads, latency_us=a.latency_us)
         label = f" ({threads} scan threads{f', {a.latency_us:g} us simulated latency' if a.latency_us else ''})" \
