@@ -15,11 +15,11 @@ import numpy as np
 from probes.calibration import apply_temperature, choose_temperature, log_probabilities
 from probes.data import Features, Normalizer, ProbesError, load_features
 from probes.folds import make_folds
+from probes.heads.device import resolve_device
 from probes.heads.registry import HeadEntry, create_head, get_head
 from probes.metrics import classification_metrics, expected_calibration_error
 from probes.probe import Probe
 from probes.runs import Predictions, Run, default_runs, save_run
-from probes.heads.device import resolve_device
 from probes.sources.base import TrainSource
 from probes.sources.budget import over_budget
 from probes.sources.memory import ArraySource
@@ -54,7 +54,8 @@ DEFAULT_MEMORY_GB = 4.0
 
 
 def memory_budget_bytes(req: FitRequest) -> float:
-    """The memory an in-memory fit may use (``probes.sources.budget.in_memory_bytes``): the request's, else $PROBES_MEMORY_GB, else 4 GB."""
+    """Host memory an in-memory fit may use (``probes.sources.budget``): the request's, else
+    $PROBES_MEMORY_GB, else 4 GB."""
     gb = req.memory_budget_gb
     if gb is None:
         env = os.environ.get("PROBES_MEMORY_GB", "").strip()

@@ -138,3 +138,24 @@ def test_a_checkpoint_missing_a_tensor_is_refused_not_left_on_meta(tmp_path: Pat
     save_file(state, str(w))
     with pytest.raises(WeightsError, match="blocks.0.mlp.fc1.weight"):
         create_encoder("timm:vit_tiny_patch16_224", weights=w)
+
+
+def test_a_load_that_leaves_parameters_on_meta_falls_back_to_the_plain_path() -> None:
+    import types
+
+    from featstore.encoders.lazyinit import build_then_load
+
+    def build_with(state: dict[str, torch.Tensor]) -> torch.nn.Module | None:
+        lib = types.SimpleNamespace(load=lambda model, sd: model.load_state_dict(sd, strict=False))
+
+        def build() -> torch.nn.Module:
+            model = torch.nn.Linear(2, 3)
+            lib.load(model, state)  # looked up on lib at call time, as the libraries do
+            return model
+        return build_then_load(build, library=lib, loader="load")  # type: ignore[arg-type]
+
+    w, b = torch.arange(6.0).reshape(3, 2), torch.ones(3, dtype=torch.float16)
+    assert build_with({"weight": w}) is None  # the bias was never loaded: not a model to use
+    model = build_with({"weight": w, "bias": b})
+    assert model is not None and torch.equal(model.weight, w) and model.bias.dtype == torch.float32
+    assert torch.equal(model.bias, torch.ones(3)) and isinstance(model.weight, torch.nn.Parameter)

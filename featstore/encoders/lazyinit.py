@@ -10,7 +10,6 @@ from typing import Any
 import torch
 
 
-
 @contextmanager
 def meta_parameters() -> Iterator[None]:
     """Modules built inside get their parameters on the meta device: no memory, and init costs nothing.
@@ -70,9 +69,10 @@ def build_then_load(build: Callable[[], torch.nn.Module], *, library: ModuleType
     The library's own loader (`library.<loader>`, looked up there at call time) is what turns a checkpoint
     into this model's state dict (key fixes, classifier removal, pos-embed resampling), so it is kept: while
     the architecture is built on meta parameters the call is only recorded, then made once with assigning
-    loads. None when the library did not call it exactly once on the model it returned, or when that call
-    left tensors unset (a checkpoint lacking keys, a custom loader that copies into parameters): the caller
-    then takes the library's plain path, which loads (or refuses) the file the way it always did.
+    loads. None when the build fails on meta, when the library did not call its loader exactly once on the
+    model it returned, or when that call left tensors unset (a checkpoint lacking keys, a custom loader
+    that copies into parameters): the caller then takes the library's plain path, which loads (or
+    refuses) the file the way it always did.
     """
     calls: list[tuple[tuple, dict]] = []
     real = getattr(library, loader)
@@ -80,6 +80,8 @@ def build_then_load(build: Callable[[], torch.nn.Module], *, library: ModuleType
     try:
         with meta_parameters():
             model = build()
+    except Exception:  # an architecture that cannot be built on meta: the plain path builds it (or says why)
+        return None
     finally:
         setattr(library, loader, real)
     if len(calls) != 1 or calls[0][0][:1] != (model,):
