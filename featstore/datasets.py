@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from featstore.dirscan import DirReader, scan_threads
 from featstore.errors import LayoutError
 from featstore.tars import is_tar_layout, scan_tars
 
@@ -61,8 +62,13 @@ class Dataset:
     hidden: tuple[str, ...] = ()  # hidden folders that were skipped, `split/relative/path`
 
 
-def scan_dataset(root: str | os.PathLike, *, splits: Sequence[str] | None = None) -> Dataset:
+def scan_dataset(root: str | os.PathLike, *, splits: Sequence[str] | None = None,
+                 threads: int | None = None) -> Dataset:
     """Find the layout of `root` and list its images; `splits` limits which splits are listed.
+
+    `threads` list folders in parallel (a network filesystem answers many at once); None: the
+    FEATSTORE_SCAN_THREADS environment variable, else featstore.dirscan.AUTO_THREADS on a network
+    filesystem and 1 on a local one. The result is the same whatever the count.
 
     A train.csv or test.csv in `root` selects the CSV layout (its train/ and test/ folders would
     also look like image folders). The class list does not depend on `splits`: it always comes
@@ -78,7 +84,7 @@ def scan_dataset(root: str | os.PathLike, *, splits: Sequence[str] | None = None
         found = scan_tars(path, splits, _select, lambda i, f, label, m: ImageItem(i, f, label, "", m))
         dataset = Dataset(root=path, layout="webdataset", classes=found["classes"], splits=found["splits"])
     else:
-        dataset = _scan_folders(path, splits)
+        dataset = _scan_folders(path, splits, scan_threads(threads, root=path))
     if not any(dataset.splits.values()):
         raise LayoutError(
             f"no images found in {path} (splits: {', '.join(dataset.splits)}; "
@@ -105,17 +111,17 @@ def _select(found: Sequence[str], requested: Sequence[str] | None, root: Path) -
 # --- image folders -------------------------------------------------------------------------
 
 
-def _scan_folders(root: Path, requested: Sequence[str] | None) -> Dataset:
+def _scan_folders(root: Path, requested: Sequence[str] | None, threads: int) -> Dataset:
     dirs = _split_dirs(root)
     if not dirs:
         raise LayoutError(_no_layout_message(root))
     classes = _folder_classes(dirs)
     splits, hidden = {}, []
     for split in _select(tuple(dirs), requested, root):
-        walk = _Walk(dirs[split])
+        walk = _Walk(dirs[split], threads=threads)
         items = _labeled_items(dirs[split], classes, walk) if split != "test" else _unlabeled_items(dirs[split], walk)
         splits[split] = tuple(sorted(items, key=lambda item: item.id))
-        hidden += [f"{dirs[split].name}/{h}" for h in walk.hidden]
+        hidden += [f"{dirs[split].name}/{h}" for h in sorted(walk.hidden)]  # folders come back in any order
     return Dataset(root=root, layout="folders", classes=classes, splits=splits, hidden=tuple(hidden))
 
 
@@ -157,38 +163,40 @@ def _subfolders(folder: Path) -> list[str]:
 def _labeled_items(split_dir: Path, classes: tuple[str, ...], walk: "_Walk") -> list[ImageItem]:
     """Images under <split>/<class>/ (any depth); images loose in <split>/ have no label: error."""
     index = {name: i for i, name in enumerate(classes)}
-    items: list[ImageItem] = []
     with os.scandir(split_dir) as entries:
         entries = [e for e in entries if not walk.skip_hidden(e, "")]
     class_dirs = [e for e in entries if e.is_dir()]
     for entry in class_dirs:  # a link inside one class to another class folder must not relabel its images
         walk.claim(entry)
-    for entry in class_dirs:
-        base = os.path.join(split_dir, entry.name, "")
-        items += [ImageItem(f"{entry.name}/{rel}", base + rel, index[entry.name], problem)
-                  for rel, problem in walk.files(Path(entry.path), f"{entry.name}/")]
     loose = [e.name for e in entries if not e.is_dir() and _is_image(e.name)]
     if loose:
         raise LayoutError(
             f"{split_dir} holds {len(loose)} image(s) outside class folders ({_listing(loose)}); "
             "a labeled split needs one folder per class"
         )
-    return items
+    bases = {e.name: os.path.join(split_dir, e.name, "") for e in class_dirs}
+    return [ImageItem(f"{cls}/{rel}", bases[cls] + rel, index[cls], problem)
+            for cls, rel, problem in walk.files([(e.path, e.name) for e in class_dirs])]
 
 
 def _unlabeled_items(split_dir: Path, walk: "_Walk") -> list[ImageItem]:
     """Every image under the test folder, flat or inside dummy folders, with label -1."""
     base = os.path.join(split_dir, "")
-    return [ImageItem(rel, base + rel, -1, problem) for rel, problem in walk.files(split_dir, "")]
+    return [ImageItem(rel, base + rel, -1, problem) for _, rel, problem in walk.files([(str(split_dir), "")])]
 
 
 class _Walk:
     """Walks one split: each real folder is entered at most once, whatever links point at it (a loop, or a
-    link from one class folder into another, cannot list an image twice or under another label)."""
+    link from one class folder into another, cannot list an image twice or under another label).
 
-    def __init__(self, split_dir: Path) -> None:
+    Folders are listed by `threads` threads (featstore.dirscan); the items are sorted afterwards, so the
+    result does not depend on the order folders come back in.
+    """
+
+    def __init__(self, split_dir: Path, *, threads: int = 1) -> None:
         self.seen: set[tuple[int, int]] = set()
         self.hidden: list[str] = []
+        self.threads = threads
         self.claim(split_dir)
 
     def claim(self, folder: os.DirEntry | Path) -> bool:
@@ -206,22 +214,24 @@ class _Walk:
             self.hidden.append(f"{prefix}{entry.name}/")
         return True
 
-    def files(self, top: Path, prefix0: str) -> Iterator[tuple[str, str]]:
-        """('/'-separated path under `top`, problem) of each image file; problem is "" for a readable name."""
-        stack = [("", str(top))]
-        while stack:
-            prefix, folder = stack.pop()
-            with os.scandir(folder) as entries:
+    def files(self, tops: list[tuple[str, str]]) -> Iterator[tuple[str, str, str]]:
+        """(top's name, '/'-separated path under that top, problem) of each image file under each
+        (folder, name) of `tops`; problem is "" for a readable name."""
+        with DirReader[tuple[str, str]](self.threads) as reader:
+            for folder, name in tops:
+                reader.submit(folder, (name, ""))
+            for (name, prefix), entries in reader.results():
+                prefix0 = f"{name}/" if name else ""
                 for entry in entries:
                     if self.skip_hidden(entry, prefix0 + prefix):
                         continue
                     if entry.is_dir():
                         if self.claim(entry):
-                            stack.append((f"{prefix}{entry.name}/", entry.path))
+                            reader.submit(entry.path, (name, f"{prefix}{entry.name}/"))
                     elif _is_image(entry.name):
                         problem = _file_problem(entry)
                         if problem is not None:
-                            yield _printable(prefix + entry.name), problem
+                            yield name, _printable(prefix + entry.name), problem
 
 
 def _file_problem(entry: os.DirEntry) -> str | None:

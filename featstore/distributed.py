@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 
-from featstore.errors import ExtractionError
+from featstore.errors import ExtractionError, FeatstoreError
 
 T = TypeVar("T")
 # Ranks wait for the slowest one at the barrier before rank 0 merges. torch's default (30 min for gloo)
@@ -134,6 +134,33 @@ def gather_to_lead(rank: Rank, obj: Any) -> list[Any]:
     out: list[Any] = [None] * rank.count if rank.lead else []
     dist.gather_object(obj, out if rank.lead else None, dst=0)
     return out
+
+
+def computed_by_lead(rank: Rank, compute: Callable[[], T]) -> T:
+    """`compute()` run on rank 0 only and its result sent to every rank (a plain call without a group).
+
+    For the start-up work every rank would otherwise repeat while the GPUs wait: the dataset scan (minutes
+    on a network filesystem at a million images) and the weights hash. A failure there is sent too, so the
+    other ranks raise it instead of waiting for a result that never comes.
+    """
+    if not rank.torchrun:
+        return compute()
+    import torch.distributed as dist
+
+    box: list[Any] = [None]
+    error: BaseException | None = None
+    if rank.lead:
+        try:
+            box = [("ok", compute())]
+        except Exception as e:  # sent as a message: not every exception pickles
+            error = e
+            box = [("error", e if isinstance(e, FeatstoreError) else None, f"{type(e).__name__}: {e}")]
+    dist.broadcast_object_list(box, src=0)
+    if error is not None:
+        raise error
+    if box[0][0] == "ok":
+        return box[0][1]
+    raise box[0][1] or ExtractionError(f"rank 0 failed before the work was split: {box[0][2]}")
 
 
 def resolve_rank(shard: str | None, env: dict[str, str] | None = None) -> Rank:

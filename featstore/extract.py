@@ -48,13 +48,12 @@ def extract(*, model: str, data: str | Path, cache: str | Path | None = None, we
             raise ExtractionError("--retry-precision fp16: retry at a wider precision, fp32 or bf16")
         options = replace(options, retry_precision=retry)
     wpath = Path(weights) if weights else None
-    sets = define_sets(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
-                       splits=splits, name=name, precision=rt.precision, outputs=outputs, views=views,
-                       compile=options.compile)
-    fs = sets[0]
-    job = Job(fs.spec, rt, options, wpath, random_weights, progress or Silent(),
-               sets=[(s.output, s.view) for s in sets])
     with terminate_as_interrupt(), process_group(rank, rt.device):
+        sets = define_sets(model=model, data=data, cache=cache, weights=wpath, random_weights=random_weights,
+                           splits=splits, name=name, precision=rt.precision, outputs=outputs, views=views,
+                           compile=options.compile, rank=rank)  # scanned once, on rank 0
+        job = Job(sets[0].spec, rt, options, wpath, random_weights, progress or Silent(),
+                  sets=[(s.output, s.view) for s in sets])
         report = _extract_slice(sets, job, rank)
         if rank.alone and not report.failures:  # complete: the next identical request can skip torch (uptodate)
             record(request_stamp(model=model, data=data, cache=cache, weights=weights, random_weights=random_weights,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from featstore.datasets import Dataset, scan_dataset
+from featstore.distributed import Rank, computed_by_lead
 from featstore.encoders import EncoderSpec, get_spec
 from featstore.encoders.outputs import check_outputs
 from featstore.encoders.registry import backend_for
@@ -78,14 +79,18 @@ def _variant(fs: SetDefinition, output: str, view: str) -> SetDefinition:
 
 def define_set(*, model: str, data: str | Path, cache: str | Path | None, weights: Path | None,
                random_weights: bool, splits: list[str] | None, name: str | None, precision: str,
-               compile: bool = False) -> SetDefinition:
-    """Everything that names the feature set; `precision` is already resolved (fp32/fp16/bf16)."""
+               compile: bool = False, rank: Rank = Rank()) -> SetDefinition:
+    """Everything that names the feature set; `precision` is already resolved (fp32/fp16/bf16).
+
+    Under torchrun rank 0 alone scans the dataset and hashes the weights; the others receive both.
+    """
     if weights and random_weights:
         raise ExtractionError("--weights and --random-weights exclude each other")
     spec = get_spec(model)
     output = spec.default_output
-    dataset = scan_dataset(data, splits=splits)
-    fields = feature_set_fields(spec, weights=weights_identity(spec, weights=weights, random_weights=random_weights),
+    dataset, wid = computed_by_lead(rank, lambda: (
+        scan_dataset(data, splits=splits), weights_identity(spec, weights=weights, random_weights=random_weights)))
+    fields = feature_set_fields(spec, weights=wid,
                                 precision=precision, views=1, dataset=name or str(dataset.root), compile=compile)
     key = feature_key(fields)
     folder = Path(cache or default_cache()) / encoder_dirname(spec.name) / key

@@ -15,11 +15,13 @@ import numpy as np
 from probes.calibration import apply_temperature, choose_temperature, log_probabilities
 from probes.data import Features, Normalizer, ProbesError, load_features
 from probes.folds import make_folds
+from probes.heads.device import resolve_device
 from probes.heads.registry import HeadEntry, create_head, get_head
 from probes.metrics import classification_metrics, expected_calibration_error
 from probes.probe import Probe
 from probes.runs import Predictions, Run, default_runs, save_run
 from probes.sources.base import TrainSource
+from probes.sources.budget import over_budget
 from probes.sources.memory import ArraySource
 from probes.progress import stage
 from probes.testsplit import split_record
@@ -53,7 +55,8 @@ DEFAULT_MEMORY_GB = 4.0
 
 
 def memory_budget_bytes(req: FitRequest) -> float:
-    """The memory an in-memory fit may use (``in_memory_bytes``): the request's, else $PROBES_MEMORY_GB, else 4 GB."""
+    """Host memory an in-memory fit may use (``probes.sources.budget``): the request's, else
+    $PROBES_MEMORY_GB, else 4 GB."""
     gb = req.memory_budget_gb
     if gb is None:
         env = os.environ.get("PROBES_MEMORY_GB", "").strip()
@@ -67,30 +70,16 @@ def memory_budget_bytes(req: FitRequest) -> float:
 
 
 def streaming_reason(req: FitRequest, *, cache: Path | None = None) -> str | None:
-    """Why the train split must stream (it is over the memory budget), or None when it fits in memory.
-    Decided from the manifests (row counts and dims), before anything is loaded."""
+    """Why the train split must stream (over the host memory budget, or over the free memory of the
+    device the head fits on), or None when it fits. Decided from the manifests, before anything is loaded."""
     from featstore.store import open_feature_set
 
     if not req.features:
         return None
     sets = [open_feature_set(r, cache=cache) for r in req.features]
     rows, dim, k = sets[0].count("train"), sum(s.dim for s in sets), len(sets[0].classes)
-    need, budget = in_memory_bytes(req.head, rows=rows, dim=dim, classes=k), memory_budget_bytes(req)
-    if need <= budget:
-        return None
-    return (f"train {rows} rows x {dim}: an in-memory {req.head} fit needs ~{need / 1e9:.3g} GB "
-            f"> budget {budget / 1e9:.3g} GB")
-
-
-def in_memory_bytes(head: str, *, rows: int, dim: int, classes: int) -> int:
-    """What an in-memory fit holds at its peak, beyond the interpreter. Logistic: the float32 train, its
-    bf16 whitened copy and a few [rows, classes] float32 logits/probabilities (bench/probe_scale.py
-    measured 6.4-7.7 KB per row at dim 768, 100 classes; this gives 7.7). MLP: the float32 train as
-    loaded, its standardised copy and the loader's temporaries (measured 8.9 KB per row at dim 768
-    between 200k and 1M rows; this gives 9.2)."""
-    if head == "logistic":
-        return rows * (8 * dim + 16 * classes)
-    return rows * 12 * dim
+    return over_budget(req.head, rows=rows, dim=dim, classes=k, device=resolve_device(req.device),
+                       host_budget=memory_budget_bytes(req))
 
 
 @dataclass

@@ -6,9 +6,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import open_clip
+import open_clip.factory
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2, merge_preprocess_dict
 
+from featstore.encoders.lazyinit import build_then_load
 from featstore.encoders.hubcheck import ensure_hub_weights, missing_weights_message
 from featstore.encoders.outputs import OpenClipOutputs, openclip_outputs
 from featstore.encoders.registry import Backend, register_backend
@@ -77,14 +79,14 @@ class OpenClipBackend(Backend):
         elif weights is not None:
             path = validate_weights_file(weights)
             try:  # open_clip's own checkpoint loader (weights_only, pos-embed resize, key fixes)
-                model = open_clip.create_model(spec.model_id, pretrained=str(path), weights_only=True, **kw)
+                model = _create_pretrained(spec.model_id, str(path), **kw)
             except Exception as e:
                 raise translate_load_error(e, path=path, model=f"open_clip {spec.model_id}") from e
         elif spec.pretrained:
             hub = open_clip.get_pretrained_cfg(spec.model_id, spec.pretrained).get("hf_hub")
             ensure_hub_weights(hub, spec)
             try:
-                model = open_clip.create_model(spec.model_id, pretrained=spec.pretrained, require_pretrained=True, **kw)
+                model = _create_pretrained(spec.model_id, spec.pretrained, **kw)
             except Exception as e:
                 raise WeightsError(missing_weights_message(spec, e)) from e
         else:
@@ -104,6 +106,17 @@ class OpenClipBackend(Backend):
         cfg = PreprocessCfg(size=spec.input_size, mean=spec.mean, std=spec.std, interpolation=spec.interpolation,
                             resize_mode=dict(spec.extra)["resize_mode"])
         return image_transform_v2(cfg, is_train=False)
+
+
+def _create_pretrained(arch: str, pretrained: str, **kw: object) -> torch.nn.Module:
+    """`open_clip.create_model(arch, pretrained=...)` built on the meta device and loaded once by open_clip's
+    `load_checkpoint`; device=None because moving meta parameters to the CPU would fail (and does nothing)."""
+    def build(device: str | None) -> torch.nn.Module:
+        return open_clip.create_model(arch, pretrained=pretrained, weights_only=True, require_pretrained=True,
+                                      device=device, **kw)
+
+    lazy = build_then_load(lambda: build(None), library=open_clip.factory, loader="load_checkpoint")
+    return lazy or build("cpu")
 
 
 register_backend(OpenClipBackend())

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import timm
+import timm.models._builder as timm_builder
 import torch
 from timm.data import create_transform, resolve_data_config
 
@@ -14,6 +15,7 @@ from featstore.encoders.outputs import TimmOutputs, timm_outputs
 from featstore.encoders.registry import Backend, register_backend
 from featstore.encoders.hubcheck import ensure_hub_weights, missing_weights_message
 from featstore.encoders.spec import EncoderSpec
+from featstore.encoders.lazyinit import build_then_load
 from featstore.encoders.weights import translate_load_error, validate_weights_file
 from featstore.errors import UnknownEncoderError, WeightsError
 
@@ -78,7 +80,7 @@ class TimmBackend(Backend):
             path = validate_weights_file(weights)
             try:  # timm's own loader: filter_fn, classifier removal for num_classes=0, pos-embed resampling
                 with _KeyMismatch() as mismatch:
-                    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+                    model = create_pretrained(name, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
             except Exception as e:
                 raise translate_load_error(e, path=path, model=f"timm {name}") from e
             if mismatch.problems:  # timm loads non-strictly when it drops the classifier: never accept a partial load
@@ -87,7 +89,7 @@ class TimmBackend(Backend):
         cfg = timm.models.get_pretrained_cfg(name)
         ensure_hub_weights(cfg.hf_hub_id if cfg else None, spec)
         try:
-            return timm.create_model(name, pretrained=True, **kwargs)
+            return create_pretrained(name, **kwargs)
         except Exception as e:
             raise WeightsError(missing_weights_message(spec, e)) from e
 
@@ -126,6 +128,13 @@ class _KeyMismatch(logging.Handler):
     def __exit__(self, *exc: object) -> None:
         self._logger.removeHandler(self)
         self._logger.setLevel(self._old_level)
+
+
+def create_pretrained(name: str, **kwargs: Any) -> torch.nn.Module:
+    """`timm.create_model(name, pretrained=True, **kwargs)`, built on the meta device and loaded once
+    by timm's `load_pretrained` (which `build_model_with_cfg` looks up in timm.models._builder)."""
+    build = lambda: timm.create_model(name, pretrained=True, **kwargs)  # noqa: E731
+    return build_then_load(build, library=timm_builder, loader="load_pretrained") or build()
 
 
 register_backend(TimmBackend())

@@ -82,7 +82,10 @@ class Buffers:
             self.low = self.f32 if self.dtype == torch.float32 else torch.empty(m, self.d, dtype=self.dtype,
                                                                                   device=self.device)
         x = self.f32[:m]
-        x.copy_(torch.from_numpy(np.ascontiguousarray(xb)))
+        rows = torch.from_numpy(np.ascontiguousarray(xb))
+        if self.device.type != "cpu":  # fp16 rows cross the bus (half the bytes) and are widened on the device:
+            rows = rows.to(self.device)  # (copy_ from the CPU would convert them there first)
+        x.copy_(rows)
         return x.sub_(shift)
 
     def low_precision(self, x: Tensor) -> Tensor:
