@@ -15,9 +15,9 @@ from featstore.store import open_feature_set
 from test_tars import _to_tars
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-# The CLI, with every scan_dataset call of featstore.extract logged by rank.
+# The CLI, with every scan_dataset call of featstore.setdef (where a set is defined) logged by rank.
 LOGGED = """import os, sys
-import featstore.extract as fx
+import featstore.setdef as fx
 real = fx.scan_dataset
 def logged(*a, **k):
     with open(os.environ["SCAN_LOG"], "a") as f:
