@@ -15,6 +15,7 @@ from probes.heads.device import resolve_device, resolve_dtype
 from probes.heads.inputs import as_source, check_classes, encode_val
 from probes.heads.params import Param
 from probes.heads.registry import register_head
+from probes.mlp.half import as_stored, round_to_half
 from probes.mlp.stacked import MLPSpec, init_stacked
 from probes.mlp.trainer import TrainOptions, TrainReport, train_stacked
 
@@ -41,6 +42,7 @@ class MLPHead(ProbeHead):
         "weight_decay": Param("float", "AdamW decoupled weight decay", low=0.0),
         "epochs": Param("int", "epochs (the most, with early stopping)", low=1),
         "batch_size": Param("int", "minibatch rows", low=1),
+        "residual": Param("bool", "logits = a logistic head fitted first + the MLP (which starts at zero)"),
         "early_stopping": Param("bool", "keep the best val epoch and stop after patience epochs"),
         "patience": Param("int", "epochs without improvement before stopping", low=1),
         "holdout": Param("float", "train fraction held out when no val split is given", low=0.0, high=1.0,
@@ -52,11 +54,11 @@ class MLPHead(ProbeHead):
 
     def __init__(self, *, hidden: int | tuple[int, ...] = (1024,), dropout: float = 0.5,
                  label_smoothing: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-2,
-                 epochs: int = 30, batch_size: int = 256, early_stopping: bool = True,
+                 epochs: int = 30, batch_size: int = 256, residual: bool = True, early_stopping: bool = True,
                  patience: int = 5, holdout: float = 0.1, device: str = "auto",
                  precision: str = "auto", seed: int = 0) -> None:
         self.hidden, self.dropout, self.label_smoothing = hidden, dropout, label_smoothing
-        self.lr, self.weight_decay = lr, weight_decay
+        self.lr, self.weight_decay, self.residual = lr, weight_decay, residual
         self.epochs, self.batch_size = epochs, batch_size
         self.early_stopping, self.patience, self.holdout = early_stopping, patience, holdout
         self.device, self.precision, self.seed = device, precision, seed
@@ -112,20 +114,44 @@ class MLPHead(ProbeHead):
             epochs=self.epochs, batch_size=self.batch_size, label_smoothing=self.label_smoothing,
             early_stopping=self.early_stopping, patience=self.patience, seed=self.seed,
             dtype=resolve_dtype(self.precision, device, self.batch_size * (d * max(width, 1) + max(width, d) * k)))
+        skip, linear_passes = self._linear_start(source, val, classes, mean, scale) if self.residual else (None, 0)
         batches = source.batches(classes=classes, mean=mean, scale=scale, seed=self.seed)
-        model = init_stacked(specs, d, k, seed=self.seed, device=device)
+        model = init_stacked(specs, d, k, seed=self.seed, device=device, skip=skip)
         report = train_stacked(model, specs, batches, val_t, options)
         best = int(torch.argmax(report.val_top1 - 1e-9 * report.val_loss)) if val is not None else 0
-        self._set_fitted(report, best, layers=model.head(best), mean=mean, scale=scale, classes=classes,
-                         passes=1 + report.epochs_run if source.streamed else 1)
+        layers = [(round_to_half(w), round_to_half(b)) for w, b in model.head(best)]
+        self._set_fitted(report, best, layers=layers, skip=None if skip is None else (skip[0].T.contiguous(), skip[1]),
+                         mean=mean, scale=scale, classes=classes,
+                         passes=linear_passes + 1 + report.epochs_run if source.streamed else 1)
         return [{**_spec_row(s), "val_top1": float(report.val_top1[g]), "val_loss": float(report.val_loss[g]),
                  "best_epoch": int(report.best_epoch[g])} for g, s in enumerate(specs)], best
 
-    def _set_fitted(self, report: TrainReport, best: int, *, layers: list[tuple[Tensor, Tensor]], mean: Tensor,
-                    scale: Tensor, classes: np.ndarray, passes: int) -> None:
+    def _linear_start(self, source: Any, val: tuple[np.ndarray, np.ndarray] | None, classes: np.ndarray,
+                      mean: Tensor, scale: Tensor) -> tuple[tuple[Tensor, Tensor], int]:
+        """The residual's linear part: a ``LogisticHead`` fitted on the same rows (selected on the same
+        val), rewritten for standardised inputs and rounded to fp16 (it is stored that way).
+        Returns ``(weight [d, K], bias [K])`` for ``x_std @ weight + bias``, and its passes over train."""
+        from probes.calibration import fit_temperature
+        from probes.heads.logistic import LogisticHead
+
+        val_kw = {} if val is None else {"X_val": val[0], "y_val": classes[val[1]]}
+        linear = LogisticHead(device=self.device, precision=self.precision, seed=self.seed).fit(source, **val_kw)
+        # Sharpened by its val temperature: the strongly regularised logistic solution is flat (mean max
+        # probability 0.08 at 500 classes), and an MLP added to flat logits first spends itself sharpening them.
+        temperature = 1.0 if val is None else fit_temperature(linear.predict_log_proba(val[0]), val[1])
+        coef = torch.from_numpy(linear.coef_).to(mean.device).double() / temperature
+        std = torch.where(scale > 0, 1.0 / torch.where(scale > 0, scale, 1.0), 0.0).double()
+        # x = x_std * std + mean on every non-constant feature; constant ones are their mean
+        weight = (coef * std[None, :]).T
+        bias = torch.from_numpy(linear.intercept_).to(mean.device).double() / temperature + coef @ mean.double()
+        return (round_to_half(weight.float().contiguous()), round_to_half(bias.float())), linear.n_passes_
+
+    def _set_fitted(self, report: TrainReport, best: int, *, layers: list[tuple[Tensor, Tensor]],
+                    skip: tuple[Tensor, Tensor] | None, mean: Tensor, scale: Tensor, classes: np.ndarray,
+                    passes: int) -> None:
         """All fitted attributes in one step, after everything that could fail."""
         self.__dict__.update(
-            layers_=layers, mean_=mean.cpu().numpy(), scale_=scale.cpu().numpy(),
+            layers_=layers, skip_=skip, mean_=mean.cpu().numpy(), scale_=scale.cpu().numpy(),
             best_epoch_=int(report.best_epoch[best]), epochs_run_=report.epochs_run,
             val_top1_=float(report.val_top1[best]), val_loss_=float(report.val_loss[best]),
             history_=[(float(t[best]), float(l[best])) for t, l in report.history], n_passes_=passes,
@@ -137,19 +163,23 @@ class MLPHead(ProbeHead):
                        hidden=as_widths(params["hidden"]), dropout=float(params["dropout"]))
 
     def _logits(self, X: Tensor) -> Tensor:
-        h = (X - self._tensor(self.mean_).to(X.device)) * self._tensor(self.scale_).to(X.device)
+        x = (X - self._tensor(self.mean_).to(X.device)) * self._tensor(self.scale_).to(X.device)
+        h = x
         for i, (w, b) in enumerate(self.layers_):
             if i:
                 h = torch.nn.functional.gelu(h)
             h = torch.addmm(b.to(X.device), h, w.to(X.device).T)
+        if self.skip_ is not None:
+            h = h + torch.addmm(self.skip_[1].to(X.device), x, self.skip_[0].to(X.device).T)
         return h
 
     # --- serialisation
     def state_dict(self) -> dict[str, Tensor]:
         self._check_fitted()
         state = {"mean": torch.from_numpy(self.mean_), "scale": torch.from_numpy(self.scale_)}
-        for i, (w, b) in enumerate(self.layers_):
-            state[f"layers.{i}.weight"], state[f"layers.{i}.bias"] = w.cpu(), b.cpu()
+        linear = [] if self.skip_ is None else [("skip", self.skip_)]
+        for name, (w, b) in [*((f"layers.{i}", layer) for i, layer in enumerate(self.layers_)), *linear]:
+            state[f"{name}.weight"], state[f"{name}.bias"] = as_stored(w.cpu()), as_stored(b.cpu())
         return {**state, **self._classes_state()}
 
     @classmethod
@@ -157,7 +187,8 @@ class MLPHead(ProbeHead):
         head = cls(**params)
         n_layers = sum(1 for k in state if k.startswith("layers.") and k.endswith(".weight"))
         layers = [(state[f"layers.{i}.weight"].float(), state[f"layers.{i}.bias"].float()) for i in range(n_layers)]
-        head.__dict__.update(layers_=layers, mean_=state["mean"].numpy(), scale_=state["scale"].numpy(),
+        skip = (state["skip.weight"].float(), state["skip.bias"].float()) if "skip.weight" in state else None
+        head.__dict__.update(layers_=layers, skip_=skip, mean_=state["mean"].numpy(), scale_=state["scale"].numpy(),
                              n_features_in_=layers[0][0].shape[1], classes_=cls._classes_from(state))
         return head
 

@@ -123,8 +123,11 @@ def train_stacked(model: StackedMLP, specs: list[MLPSpec], train: Batches,
     total = options.epochs * math.ceil(train.n / options.batch_size)
     gen = torch.Generator(device=device).manual_seed(options.seed)
     keeper, history, step, epoch = BestKeeper(params, len(specs)), [], 0, 0
-    for epoch in range(1, options.epochs + 1):
-        step = _epoch(model, opt, train, step=step, total=total, options=options, gen=gen)
+    # A residual model starts at its linear head: epoch 0 is a candidate, so early stopping never
+    # ends below the linear head on val.
+    for epoch in range(0 if model.skip is not None else 1, options.epochs + 1):
+        if epoch:
+            step = _epoch(model, opt, train, step=step, total=total, options=options, gen=gen)
         if val is None:
             continue
         top1, loss = evaluate_stacked(model, *val, dtype=options.dtype)
