@@ -1,4 +1,4 @@
-"""``MLPHead``: an MLP (GELU, dropout, label smoothing) trained with AdamW + OneCycleLR, early-stopped on val."""
+"""``MLPHead``: a logistic head plus an MLP (GELU, dropout) trained with AdamW + OneCycleLR, early-stopped on val."""
 
 from __future__ import annotations
 
@@ -24,14 +24,20 @@ GRID_KEYS = ("lr", "weight_decay", "hidden", "dropout")
 
 @register_head("mlp", streams=True, grid=DEFAULT_GRIDS["mlp"])
 class MLPHead(ProbeHead):
-    """An MLP (GELU, dropout, label smoothing), AdamW + OneCycleLR, early-stopped on val.
+    """An MLP (GELU, dropout), AdamW + OneCycleLR, early-stopped on val; by default residual.
 
     What the seed reports found best on cached features. Inputs are standardised with train
-    statistics. With ``early_stopping`` the weights of the best val epoch (top-1, ties to the
-    lower loss) are kept; without a validation set a stratified ``holdout`` fraction of train
-    plays that part (as scikit-learn's MLPClassifier does). ``hidden=()`` is a linear head.
-    ``fit`` takes arrays or a ``TrainSource``; ``fit_grid`` trains a whole grid at once
-    (``mlp.trainer.train_stacked``).
+    statistics. With ``residual`` (the default) the logits are those of a ``LogisticHead`` fitted
+    first on the same rows (sharpened by its val temperature; frozen) plus the MLP's, whose output
+    layer starts at zero: epoch 0 is the logistic head itself and a candidate of early stopping,
+    so on val the head never ends below it (bench, 500 classes: 40 rows per class, where a plain
+    MLP scored 9 points under the logistic head). No label smoothing by default: its targets
+    pull the sharpened logits back down (digits: 96.7% -> 92-94% after a few epochs, 97.4% without).
+    With ``early_stopping`` the weights of the best val epoch (top-1, ties to the lower loss) are
+    kept; without a validation set a stratified ``holdout`` fraction of train plays that part (as
+    scikit-learn's MLPClassifier does). ``hidden=()`` is a linear head. The fitted weights are
+    rounded to fp16 (a run stores them so, and reloads bit for bit). ``fit`` takes arrays or a
+    ``TrainSource``; ``fit_grid`` trains a whole grid at once (``mlp.trainer.train_stacked``).
     """
 
     PARAMS = {
@@ -53,9 +59,9 @@ class MLPHead(ProbeHead):
     }
 
     def __init__(self, *, hidden: int | tuple[int, ...] = (1024,), dropout: float = 0.5,
-                 label_smoothing: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-2,
+                 label_smoothing: float = 0.0, lr: float = 1e-3, weight_decay: float = 1e-2,
                  epochs: int = 30, batch_size: int = 256, residual: bool = True, early_stopping: bool = True,
-                 patience: int = 5, holdout: float = 0.1, device: str = "auto",
+                 patience: int = 3, holdout: float = 0.1, device: str = "auto",
                  precision: str = "auto", seed: int = 0) -> None:
         self.hidden, self.dropout, self.label_smoothing = hidden, dropout, label_smoothing
         self.lr, self.weight_decay, self.residual = lr, weight_decay, residual
