@@ -82,3 +82,17 @@ def test_a_saved_mlp_run_is_fp16_and_load_run_reproduces_its_test_probabilities(
     test = open_feature_set("synth", cache=store / "cache").load("test")
     again = probes.load_run(res.run.id, runs=tmp_path).predict_proba(test.features)
     assert np.array_equal(again, res.run.predictions("test").probs)
+
+
+def test_refit_keeps_the_chosen_epochs_and_the_linear_temperature(digits):
+    X, Xv, y, yv = digits
+    head = MLPHead(**SMALL).fit(X, y, X_val=Xv, y_val=yv)
+    params = head.refit_params()
+    assert params["epochs"] == head.best_epoch_ and params["early_stopping"] is False
+    assert params["linear_temperature"] == head.linear_temperature_ > 0
+    # best epoch 0 (the logistic start won) refits with 0 epochs: the logistic part alone
+    refit = MLPHead(**{**params, "epochs": 0}).fit(np.concatenate([X, Xv]), np.concatenate([y, yv]))
+    assert refit.epochs_run_ == 0 and refit.linear_temperature_ == head.linear_temperature_
+    assert refit.score(Xv, yv) >= head.score(Xv, yv) - 0.01
+    with pytest.raises(ValueError, match="epochs must be at least 1 without residual"):
+        MLPHead(epochs=0, residual=False).fit(X, y)
