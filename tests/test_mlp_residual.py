@@ -28,10 +28,16 @@ def digits():
     return train_test_split(X.astype(np.float32), y, test_size=0.25, random_state=0, stratify=y)
 
 
-def test_residual_mlp_starts_at_the_logistic_head_and_never_ends_below_it(digits):
+@pytest.fixture(scope="module")
+def fitted(digits):
+    X, Xv, y, yv = digits
+    return MLPHead(**SMALL).fit(X, y, X_val=Xv, y_val=yv)
+
+
+def test_residual_mlp_starts_at_the_logistic_head_and_never_ends_below_it(digits, fitted):
     X, Xv, y, yv = digits
     logistic = LogisticHead(device="cpu").fit(X, y, X_val=Xv, y_val=yv).score(Xv, yv)
-    head = MLPHead(**SMALL).fit(X, y, X_val=Xv, y_val=yv)
+    head = fitted
     start = head.history_[0][0]  # epoch 0: the linear part alone (fp16-rounded, sharpened by its val T)
     assert abs(start - logistic) <= 1.5 / len(yv), (start, logistic)
     assert head.val_top1_ >= start and len(head.history_) == head.epochs_run_ + 1
@@ -40,9 +46,9 @@ def test_residual_mlp_starts_at_the_logistic_head_and_never_ends_below_it(digits
     assert plain.skip_ is None and len(plain.history_) == plain.epochs_run_ and plain.best_epoch_ >= 1
 
 
-def test_fitted_weights_are_fp16_values_and_reload_bit_for_bit(digits, tmp_path):
+def test_fitted_weights_are_fp16_values_and_reload_bit_for_bit(digits, fitted, tmp_path):
     X, Xv, y, yv = digits
-    head = MLPHead(**SMALL).fit(X, y, X_val=Xv, y_val=yv)
+    head = fitted
     tensors = [t for layer in [*head.layers_, head.skip_] for t in layer]
     assert all(t.dtype == torch.float32 and torch.equal(t.half().float(), t) for t in tensors)
     save_file(head.state_dict(), str(tmp_path / "head.safetensors"))
@@ -75,7 +81,7 @@ def test_residual_mlp_trains_from_the_streaming_source():
 def test_a_saved_mlp_run_is_fp16_and_load_run_reproduces_its_test_probabilities(store, tmp_path):  # noqa: F811
     from featstore.store import open_feature_set
 
-    params = {k: v for k, v in SMALL.items() if k != "device"}
+    params = {**{k: v for k, v in SMALL.items() if k != "device"}, "epochs": 1}
     res = fit_run(FitRequest(features=("synth",), head="mlp", device="cpu", params=params),
                   cache=store / "cache", runs=tmp_path)
     state = load_file(str(res.run.folder / "head.safetensors"))
@@ -85,9 +91,9 @@ def test_a_saved_mlp_run_is_fp16_and_load_run_reproduces_its_test_probabilities(
     assert np.array_equal(again, res.run.predictions("test").probs)
 
 
-def test_refit_keeps_the_chosen_epochs_and_the_linear_temperature(digits):
+def test_refit_keeps_the_chosen_epochs_and_the_linear_temperature(digits, fitted):
     X, Xv, y, yv = digits
-    head = MLPHead(**SMALL).fit(X, y, X_val=Xv, y_val=yv)
+    head = fitted
     params = head.refit_params()
     assert params["epochs"] == head.best_epoch_ and params["early_stopping"] is False
     assert params["linear_temperature"] == head.linear_temperature_ > 0
