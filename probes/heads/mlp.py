@@ -214,8 +214,9 @@ class MLPHead(ProbeHead):
         layers = [(state[f"layers.{i}.weight"].float(), state[f"layers.{i}.bias"].float()) for i in range(n_layers)]
         skip = (state["skip.weight"].float(), state["skip.bias"].float()) if "skip.weight" in state else None
         temperature = float(state["linear_temperature"]) if "linear_temperature" in state else None
-        head.__dict__.update(layers_=layers, skip_=skip, linear_temperature_=temperature, mean_=state["mean"].numpy(), scale_=state["scale"].numpy(),
-                             n_features_in_=layers[0][0].shape[1], classes_=cls._classes_from(state))
+        head.__dict__.update(layers_=layers, skip_=skip, linear_temperature_=temperature, mean_=state["mean"].numpy(),
+                             scale_=state["scale"].numpy(), n_features_in_=layers[0][0].shape[1],
+                             classes_=cls._classes_from(state))
         return head
 
 
