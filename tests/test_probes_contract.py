@@ -71,7 +71,7 @@ def test_bad_logistic_parameters_fail_before_touching_state(params, message):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"epochs": 0}, r"epochs must be int in \[1, inf\)"),
+    ({"epochs": -1}, r"epochs must be int in \[0, inf\)"),  # 0: the residual's logistic part alone
     ({"batch_size": -3}, "batch_size must be int in"),
     ({"dropout": 1.0}, r"dropout must be float in \[0, 1\)"),
     ({"hidden": (0,)}, "hidden must be int or tuple of ints"),

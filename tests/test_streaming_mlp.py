@@ -13,7 +13,8 @@ from probes.sources.blocks import array_blocks
 from probes.sources.store import BlockSource
 from probes.train import FitRequest, fit_run
 
-FAST = {"hidden": (64,), "epochs": 12, "batch_size": 128, "lr": 3e-3, "dropout": 0.1, "device": "cpu"}
+# the MLP alone (residual=False): these tests check its minibatches and passes (tests/test_mlp_residual.py: residual)
+FAST = {"hidden": (64,), "epochs": 12, "batch_size": 128, "lr": 3e-3, "dropout": 0.1, "device": "cpu", "residual": False}
 
 
 def _sorted_blobs(n: int, k: int = 10, d: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

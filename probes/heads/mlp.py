@@ -1,4 +1,4 @@
-"""``MLPHead``: an MLP (GELU, dropout, label smoothing) trained with AdamW + OneCycleLR, early-stopped on val."""
+"""``MLPHead``: a logistic head plus an MLP (GELU, dropout) trained with AdamW + OneCycleLR, early-stopped on val."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from probes.heads.device import resolve_device, resolve_dtype
 from probes.heads.inputs import as_source, check_classes, encode_val
 from probes.heads.params import Param
 from probes.heads.registry import register_head
+from probes.mlp.half import as_stored, round_to_half
 from probes.mlp.stacked import MLPSpec, init_stacked
 from probes.mlp.trainer import TrainOptions, TrainReport, train_stacked
 
@@ -23,14 +24,21 @@ GRID_KEYS = ("lr", "weight_decay", "hidden", "dropout")
 
 @register_head("mlp", streams=True, grid=DEFAULT_GRIDS["mlp"])
 class MLPHead(ProbeHead):
-    """An MLP (GELU, dropout, label smoothing), AdamW + OneCycleLR, early-stopped on val.
+    """An MLP (GELU, dropout), AdamW + OneCycleLR, early-stopped on val; by default residual.
 
     What the seed reports found best on cached features. Inputs are standardised with train
-    statistics. With ``early_stopping`` the weights of the best val epoch (top-1, ties to the
-    lower loss) are kept; without a validation set a stratified ``holdout`` fraction of train
-    plays that part (as scikit-learn's MLPClassifier does). ``hidden=()`` is a linear head.
-    ``fit`` takes arrays or a ``TrainSource``; ``fit_grid`` trains a whole grid at once
-    (``mlp.trainer.train_stacked``).
+    statistics. With ``residual`` (the default) the logits are those of a ``LogisticHead`` fitted
+    first on the same rows (sharpened by its val temperature; frozen) plus the MLP's, whose output
+    layer starts at zero: epoch 0 is the logistic head itself and a candidate of early stopping,
+    so on val the head never ends below it (bench, 500 classes: 40 rows per class, where a plain
+    MLP scored 9 points under the logistic head). No label smoothing by default: its targets
+    pull the sharpened logits back down (digits: 96.7% -> 92-94% after a few epochs, 97.4% without).
+    One hidden layer of 512: the same 97.4% on digits as 1024, at half the cost of an epoch.
+    With ``early_stopping`` the weights of the best val epoch (top-1, ties to the lower loss) are
+    kept; without a validation set a stratified ``holdout`` fraction of train plays that part (as
+    scikit-learn's MLPClassifier does). ``hidden=()`` is a linear head. The fitted weights are
+    rounded to fp16 (a run stores them so, and reloads bit for bit). ``fit`` takes arrays or a
+    ``TrainSource``; ``fit_grid`` trains a whole grid at once (``mlp.trainer.train_stacked``).
     """
 
     PARAMS = {
@@ -39,8 +47,11 @@ class MLPHead(ProbeHead):
         "label_smoothing": Param("float", "label smoothing of the loss", low=0.0, high=1.0, open_high=True),
         "lr": Param("float", "peak learning rate (OneCycle)", low=0.0, open_low=True),
         "weight_decay": Param("float", "AdamW decoupled weight decay", low=0.0),
-        "epochs": Param("int", "epochs (the most, with early stopping)", low=1),
+        "epochs": Param("int", "epochs (the most, with early stopping; 0: the residual's logistic head alone)", low=0),
         "batch_size": Param("int", "minibatch rows", low=1),
+        "residual": Param("bool", "logits = a logistic head fitted first + the MLP (which starts at zero)"),
+        "linear_temperature": Param("float", "divides the residual's logistic logits (None: its val temperature)",
+                                    low=0.0, open_low=True, optional=True),
         "early_stopping": Param("bool", "keep the best val epoch and stop after patience epochs"),
         "patience": Param("int", "epochs without improvement before stopping", low=1),
         "holdout": Param("float", "train fraction held out when no val split is given", low=0.0, high=1.0,
@@ -50,13 +61,15 @@ class MLPHead(ProbeHead):
         "seed": Param("int", "random seed (init, order, dropout)", low=0),
     }
 
-    def __init__(self, *, hidden: int | tuple[int, ...] = (1024,), dropout: float = 0.5,
-                 label_smoothing: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-2,
-                 epochs: int = 30, batch_size: int = 256, early_stopping: bool = True,
-                 patience: int = 5, holdout: float = 0.1, device: str = "auto",
+    def __init__(self, *, hidden: int | tuple[int, ...] = (512,), dropout: float = 0.5,
+                 label_smoothing: float = 0.0, lr: float = 1e-3, weight_decay: float = 1e-2,
+                 epochs: int = 30, batch_size: int = 256, residual: bool = True,
+                 linear_temperature: float | None = None, early_stopping: bool = True,
+                 patience: int = 3, holdout: float = 0.1, device: str = "auto",
                  precision: str = "auto", seed: int = 0) -> None:
         self.hidden, self.dropout, self.label_smoothing = hidden, dropout, label_smoothing
-        self.lr, self.weight_decay = lr, weight_decay
+        self.lr, self.weight_decay, self.residual = lr, weight_decay, residual
+        self.linear_temperature = linear_temperature
         self.epochs, self.batch_size = epochs, batch_size
         self.early_stopping, self.patience, self.holdout = early_stopping, patience, holdout
         self.device, self.precision, self.seed = device, precision, seed
@@ -91,7 +104,15 @@ class MLPHead(ProbeHead):
     def refit_params(self) -> dict[str, Any]:
         """The best epoch count, without early stopping: refitting on more rows needs no val split."""
         self._check_fitted()
-        return {**self.get_params(), "epochs": max(1, self.best_epoch_), "early_stopping": False}
+        if not self.residual:
+            return {**self.get_params(), "epochs": max(1, self.best_epoch_), "early_stopping": False}
+        return {**self.get_params(), "epochs": self.best_epoch_, "early_stopping": False,
+                "linear_temperature": self.linear_temperature_}
+
+    def check_params(self) -> None:
+        super().check_params()
+        if self.epochs == 0 and not self.residual:
+            raise ValueError("epochs must be at least 1 without residual (0 epochs leave an untrained MLP)")
 
     def _fit(self, X: Any, y: Any, X_val: Any, y_val: Any, specs: list[MLPSpec]) -> tuple[list[dict[str, Any]], int]:
         source = as_source(X, y)
@@ -112,20 +133,48 @@ class MLPHead(ProbeHead):
             epochs=self.epochs, batch_size=self.batch_size, label_smoothing=self.label_smoothing,
             early_stopping=self.early_stopping, patience=self.patience, seed=self.seed,
             dtype=resolve_dtype(self.precision, device, self.batch_size * (d * max(width, 1) + max(width, d) * k)))
+        skip, linear_passes, temperature = self._linear_start(source, val, classes, mean, scale) \
+            if self.residual else (None, 0, None)
         batches = source.batches(classes=classes, mean=mean, scale=scale, seed=self.seed)
-        model = init_stacked(specs, d, k, seed=self.seed, device=device)
+        model = init_stacked(specs, d, k, seed=self.seed, device=device, skip=skip)
         report = train_stacked(model, specs, batches, val_t, options)
         best = int(torch.argmax(report.val_top1 - 1e-9 * report.val_loss)) if val is not None else 0
-        self._set_fitted(report, best, layers=model.head(best), mean=mean, scale=scale, classes=classes,
-                         passes=1 + report.epochs_run if source.streamed else 1)
+        layers = [(round_to_half(w), round_to_half(b)) for w, b in model.head(best)]
+        self._set_fitted(report, best, layers=layers, skip=None if skip is None else (skip[0].T.contiguous(), skip[1]),
+                         temperature=temperature, mean=mean, scale=scale, classes=classes,
+                         passes=linear_passes + 1 + report.epochs_run if source.streamed else 1)
         return [{**_spec_row(s), "val_top1": float(report.val_top1[g]), "val_loss": float(report.val_loss[g]),
                  "best_epoch": int(report.best_epoch[g])} for g, s in enumerate(specs)], best
 
-    def _set_fitted(self, report: TrainReport, best: int, *, layers: list[tuple[Tensor, Tensor]], mean: Tensor,
-                    scale: Tensor, classes: np.ndarray, passes: int) -> None:
+    def _linear_start(self, source: Any, val: tuple[np.ndarray, np.ndarray] | None, classes: np.ndarray,
+                      mean: Tensor, scale: Tensor) -> tuple[tuple[Tensor, Tensor], int, float]:
+        """The residual's linear part: a ``LogisticHead`` fitted on the same rows (selected on the same
+        val), rewritten for standardised inputs and rounded to fp16 (it is stored that way).
+        Returns ``(weight [d, K], bias [K])`` for ``x_std @ weight + bias``, its passes over train and the
+        temperature its logits were divided by."""
+        from probes.calibration import fit_temperature
+        from probes.heads.logistic import LogisticHead
+
+        val_kw = {} if val is None else {"X_val": val[0], "y_val": classes[val[1]]}
+        linear = LogisticHead(device=self.device, precision=self.precision, seed=self.seed).fit(source, **val_kw)
+        # Sharpened by its val temperature: the strongly regularised logistic solution is flat (mean max
+        # probability 0.08 at 500 classes), and an MLP added to flat logits first spends itself sharpening them.
+        temperature = self.linear_temperature or (
+            1.0 if val is None else fit_temperature(linear.predict_log_proba(val[0]), val[1]))
+        coef = torch.from_numpy(linear.coef_).to(mean.device).double() / temperature
+        std = torch.where(scale > 0, 1.0 / torch.where(scale > 0, scale, 1.0), 0.0).double()
+        # x = x_std * std + mean on every non-constant feature; constant ones are their mean
+        weight = (coef * std[None, :]).T
+        bias = torch.from_numpy(linear.intercept_).to(mean.device).double() / temperature + coef @ mean.double()
+        return (round_to_half(weight.float().contiguous()), round_to_half(bias.float())), linear.n_passes_, temperature
+
+    def _set_fitted(self, report: TrainReport, best: int, *, layers: list[tuple[Tensor, Tensor]],
+                    skip: tuple[Tensor, Tensor] | None, temperature: float | None, mean: Tensor, scale: Tensor,
+                    classes: np.ndarray, passes: int) -> None:
         """All fitted attributes in one step, after everything that could fail."""
         self.__dict__.update(
-            layers_=layers, mean_=mean.cpu().numpy(), scale_=scale.cpu().numpy(),
+            layers_=layers, skip_=skip, linear_temperature_=temperature, mean_=mean.cpu().numpy(),
+            scale_=scale.cpu().numpy(),
             best_epoch_=int(report.best_epoch[best]), epochs_run_=report.epochs_run,
             val_top1_=float(report.val_top1[best]), val_loss_=float(report.val_loss[best]),
             history_=[(float(t[best]), float(l[best])) for t, l in report.history], n_passes_=passes,
@@ -137,19 +186,25 @@ class MLPHead(ProbeHead):
                        hidden=as_widths(params["hidden"]), dropout=float(params["dropout"]))
 
     def _logits(self, X: Tensor) -> Tensor:
-        h = (X - self._tensor(self.mean_).to(X.device)) * self._tensor(self.scale_).to(X.device)
+        x = (X - self._tensor(self.mean_).to(X.device)) * self._tensor(self.scale_).to(X.device)
+        h = x
         for i, (w, b) in enumerate(self.layers_):
             if i:
                 h = torch.nn.functional.gelu(h)
             h = torch.addmm(b.to(X.device), h, w.to(X.device).T)
+        if self.skip_ is not None:
+            h = h + torch.addmm(self.skip_[1].to(X.device), x, self.skip_[0].to(X.device).T)
         return h
 
     # --- serialisation
     def state_dict(self) -> dict[str, Tensor]:
         self._check_fitted()
         state = {"mean": torch.from_numpy(self.mean_), "scale": torch.from_numpy(self.scale_)}
-        for i, (w, b) in enumerate(self.layers_):
-            state[f"layers.{i}.weight"], state[f"layers.{i}.bias"] = w.cpu(), b.cpu()
+        linear = [] if self.skip_ is None else [("skip", self.skip_)]
+        if self.linear_temperature_ is not None:
+            state["linear_temperature"] = torch.tensor(self.linear_temperature_, dtype=torch.float64)
+        for name, (w, b) in [*((f"layers.{i}", layer) for i, layer in enumerate(self.layers_)), *linear]:
+            state[f"{name}.weight"], state[f"{name}.bias"] = as_stored(w.cpu()), as_stored(b.cpu())
         return {**state, **self._classes_state()}
 
     @classmethod
@@ -157,8 +212,11 @@ class MLPHead(ProbeHead):
         head = cls(**params)
         n_layers = sum(1 for k in state if k.startswith("layers.") and k.endswith(".weight"))
         layers = [(state[f"layers.{i}.weight"].float(), state[f"layers.{i}.bias"].float()) for i in range(n_layers)]
-        head.__dict__.update(layers_=layers, mean_=state["mean"].numpy(), scale_=state["scale"].numpy(),
-                             n_features_in_=layers[0][0].shape[1], classes_=cls._classes_from(state))
+        skip = (state["skip.weight"].float(), state["skip.bias"].float()) if "skip.weight" in state else None
+        temperature = float(state["linear_temperature"]) if "linear_temperature" in state else None
+        head.__dict__.update(layers_=layers, skip_=skip, linear_temperature_=temperature, mean_=state["mean"].numpy(),
+                             scale_=state["scale"].numpy(), n_features_in_=layers[0][0].shape[1],
+                             classes_=cls._classes_from(state))
         return head
 
 

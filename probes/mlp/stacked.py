@@ -29,6 +29,9 @@ class StackedMLP:
     biases: list[Tensor]
     masks: list[Tensor]
     dropout: Tensor  # [G, 1, 1]
+    # A frozen linear head shared by all heads, added to their logits (``weight`` [d, K], ``bias``
+    # [K]): the residual MLP starts from the logistic solution and learns only what it misses.
+    skip: tuple[Tensor, Tensor] | None = None
 
     def params(self) -> list[Tensor]:
         return [*self.weights, *self.biases]
@@ -45,6 +48,8 @@ class StackedMLP:
                 keep = 1.0 - self.dropout
                 h = h * (noise[i - 1][None, :, :h.shape[-1]] < keep) / keep
             h = torch.baddbmm(self.biases[i][:, None, :], h, self.weights[i])
+        if self.skip is not None:
+            h = h + torch.addmm(self.skip[1], x, self.skip[0])[None]
         return h
 
     def head(self, g: int) -> list[tuple[Tensor, Tensor]]:
@@ -55,11 +60,13 @@ class StackedMLP:
                 for i, (w, b) in enumerate(zip(self.weights, self.biases))]
 
 
-def init_stacked(specs: list[MLPSpec], d: int, n_classes: int, *, seed: int,
-                 device: torch.device) -> StackedMLP:
+def init_stacked(specs: list[MLPSpec], d: int, n_classes: int, *, seed: int, device: torch.device,
+                 skip: tuple[Tensor, Tensor] | None = None) -> StackedMLP:
     """nn.Linear's init distribution (uniform, bound 1/sqrt(fan_in)), drawn once at the widest
     widths and shared by all heads (rescaled to each head's own fan-in, padding zeroed): heads
-    differ only by their hyper-parameters, and ``MLPHead`` is the one-head case."""
+    differ only by their hyper-parameters, and ``MLPHead`` is the one-head case. With ``skip``
+    (a frozen linear head added to the logits) the output layer starts at zero, so every head
+    starts exactly at the linear head (as zero-initialised residual branches do)."""
     depths = {len(s.hidden) for s in specs}
     if len(depths) != 1:
         raise ValueError(f"heads trained together need the same number of hidden layers, "
@@ -79,9 +86,13 @@ def init_stacked(specs: list[MLPSpec], d: int, n_classes: int, *, seed: int,
         biases.append(b[None] * bound[:, None] * out_mask)
         masks.append(out_mask)
         in_mask, true_in = out_mask, torch.tensor(widths, dtype=torch.float32)
+    if skip is not None:
+        weights[-1].zero_()
+        biases[-1].zero_()
+        skip = (skip[0].to(device), skip[1].to(device))
     to = lambda ts: [t.to(device) for t in ts]  # noqa: E731
     dropout = torch.tensor([s.dropout for s in specs], device=device)[:, None, None]
-    return StackedMLP(to(weights), to(biases), to(masks), dropout)
+    return StackedMLP(to(weights), to(biases), to(masks), dropout, skip)
 
 
 

@@ -126,15 +126,18 @@ def train_stacked(model: StackedMLP, specs: list[MLPSpec], train: Batches,
     keeper, history, step, epoch = BestKeeper(params, len(specs)), [], 0, 0
     together = f" ({len(specs)} configurations together)" if len(specs) > 1 else ""
     progress = stage(f"epoch{together}", options.epochs)
-    for epoch in range(1, options.epochs + 1):
-        step = _epoch(model, opt, train, step=step, total=total, options=options, gen=gen)
+    # A residual model starts at its linear head: epoch 0 is a candidate, so early stopping never
+    # ends below the linear head on val.
+    for epoch in range(0 if model.skip is not None else 1, options.epochs + 1):
+        if epoch:
+            step = _epoch(model, opt, train, step=step, total=total, options=options, gen=gen)
         if val is None:
-            progress.advance()
+            progress.advance(1 if epoch else 0)
             continue
         top1, loss = evaluate_stacked(model, *val, dtype=options.dtype)
         history.append((top1.cpu(), loss.cpu()))
         keeper.update(epoch, top1, loss, params)
-        progress.advance(note=f"best val top-1 {float(keeper.top1.max()):.2%}")
+        progress.advance(1 if epoch else 0, note=f"best val top-1 {float(keeper.top1.max()):.2%}")  # epoch 0: no step
         if options.early_stopping and bool((keeper.stale >= options.patience).all()):
             break
     progress.close()
