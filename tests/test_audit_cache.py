@@ -91,3 +91,18 @@ def test_damaged_or_unwritable_cache_costs_a_recomputation_only(store, monkeypat
     monkeypatch.setattr(cache_mod, "replace_atomically", read_only)
     res = _audit(cache, threshold=0.8)
     assert not res.cached and len(res.leaks) == len(first.leaks)
+
+
+def test_fp32_screen_finds_the_same_pairs_as_bf16():
+    """A CPU without fast bf16 screens in fp32 (emulated bf16 is ~60x slower); the result is exact either way."""
+    from featstore.audit import array_rows, close_pairs
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((900, 32)).astype(np.float32)
+    x[600:700] = x[:100] + 0.3 * rng.standard_normal((100, 32))
+    rows = array_rows(x, ids=np.arange(900).astype(str), labels=np.zeros(900, int), splits=np.full(900, "train", object),
+                      block_rows=200)
+    got = {screen: close_pairs(rows.blocks, n=900, dim=32, threshold=0.8, screen=screen) for screen in ("bf16", "fp32")}
+    assert len(got["bf16"][0]) >= 90
+    for a, b in zip(got["bf16"], got["fp32"]):
+        np.testing.assert_array_equal(a, b)

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 import torch
 
+from featstore.hardware import fast_bf16  # noqa: F401  (re-exported: the heads' and the bench's name)
+
 # bf16 matmuls only pay off once one matmul is this many multiply-adds.
 BF16_MIN_WORK = 2 ** 26
 # Below this many multiply-adds per matmul a CPU solve runs on one thread (see ``cpu_threads_for``).
@@ -18,16 +20,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bf16 fast (CUDA with bf16, or a CPU with AVX512-BF16 / AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # torch only exposes these CPU feature checks privately; missing means "assume not".
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
 def resolve_dtype(precision: str, device: torch.device, work: int) -> torch.dtype:
