@@ -1,4 +1,4 @@
-"""Small logistic solves run on one CPU thread (thousands of tiny ops, each waiting for every thread)."""
+"""Solver speed paths that must not change results: small solves on one thread, the bf16 design kept column-major too."""
 
 from __future__ import annotations
 
@@ -51,3 +51,15 @@ def test_small_logistic_fit_solves_on_one_thread(monkeypatch):
     finally:
         torch.set_num_threads(before)
     np.testing.assert_allclose(one.coef_, two.coef_, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_gradient_uses_one_column_major_copy_and_the_same_math():
+    from probes.linear.objective import Scratch
+
+    z = torch.randn(300, 17).to(torch.bfloat16)
+    scratch = Scratch()
+    t = scratch.transposed(z)
+    assert t.is_contiguous() and torch.equal(t, z.T) and scratch.transposed(z) is t  # made once per design
+    assert not Scratch().transposed(z.float()).is_contiguous()  # fp32 keeps the view (no speed to gain)
+    p = torch.randn(300, 5).to(torch.bfloat16)
+    torch.testing.assert_close((t @ p).float(), (z.T @ p).float(), rtol=1e-2, atol=1e-2)
