@@ -1,6 +1,6 @@
 """Benchmark: heads vs scikit-learn on EVA-CLIP-shaped features, each run a fresh process.
 
-Usage: python bench/probe_fit.py [--quick] [--repeats N] [--runs cli_logistic,...] [--no-extras]
+Usage: python bench/probe_fit.py [--quick] [--repeats N] [--runs cli_logistic,...] [--no-extras] [--no-calibration]
 
 Features come from bench/make_probe_features.py (20,000 train / 2,500 val, dim 1408,
 500 classes; --quick: 100 classes, 4,000 / 500) and are cached in bench/out/. Besides the heads
@@ -316,7 +316,8 @@ def cpu_capability(n: int, d: int, k: int) -> dict:
             "logistic_matmul_dtype": str(resolve_dtype("auto", cpu, n * (d + 1) * k)).replace("torch.", "")}
 
 
-def measure(quick: bool, repeats: int, runs: tuple[str, ...] = RUNS, *, extras: bool = True) -> dict:
+def measure(quick: bool, repeats: int, runs: tuple[str, ...] = RUNS, *, extras: bool = True,
+            calibration: bool = True) -> dict:
     """``runs`` of the table, interleaved ``repeats`` times; with ``extras``, the matmul FLOPs, the two
     calibration runs (bench features, digits demo) and the digits demo's timings too."""
     data = features(quick)
@@ -334,10 +335,11 @@ def measure(quick: bool, repeats: int, runs: tuple[str, ...] = RUNS, *, extras: 
             digits[name].append(timed_digits(name))
     report = {"quick": quick, "cpu": cpu_capability(n, d, k), "shape": {"n": n, "d": d, "classes": k},
               "repeats": repeats, "runs": results, "digits": digits, "load_average": list(__import__("os").getloadavg())}
-    if extras:
+    if extras and calibration:
         report.update(calibration=timed("calibration", data),
-                      calibration_digits=timed("calibration_digits", digits_npz(), child_name="calibration"),
-                      matmul_gflops=matmul_gflops(n, d + 1, k),
+                      calibration_digits=timed("calibration_digits", digits_npz(), child_name="calibration"))
+    if extras:
+        report.update(matmul_gflops=matmul_gflops(n, d + 1, k),
                       logistic_matmul_gflop=timed("logistic_flops", data)["matmul_gflop"])
     return report
 
@@ -432,6 +434,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="runs of each kind (median)")
     ap.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {', '.join(RUNS)}")
     ap.add_argument("--no-extras", action="store_true", help="skip the FLOP count, calibration and digits runs")
+    ap.add_argument("--no-calibration", action="store_true", help="skip the two calibration runs (they fit the MLP)")
     ap.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -442,7 +445,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown runs {sorted(unknown)}; known: {', '.join(RUNS)}")
     report = measure(args.quick, args.repeats, tuple(r for r in RUNS if r in args.runs.split(",")),
-                     extras=not args.no_extras)
+                     extras=not args.no_extras, calibration=not args.no_calibration)
     summary = summarize(report)
     OUT.mkdir(parents=True, exist_ok=True)
     name = "probe_fit_quick.json" if args.quick else "probe_fit.json"
