@@ -16,18 +16,34 @@ from featstore.errors import FeatstoreError
 _WNID = re.compile(r"^n\d{8}$")
 
 
+def _package_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside ``package``, found without importing it: importing timm or open_clip costs
+    ~3.5 s each, and `probes fit` asks for these lists on every run (the label-leakage check)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FeatstoreError(f"{package} is not installed")
+    return Path(list(spec.submodule_search_locations)[0], *parts)
+
+
 @lru_cache(maxsize=1)
 def _in1k() -> dict[str, int]:
-    from timm.data import ImageNetInfo
-
-    return {w: k for k, w in enumerate(ImageNetInfo("imagenet-1k").label_names())}
+    """WordNet id -> index: timm's ImageNetInfo("imagenet-1k").label_names(), read from its file."""
+    synsets = _package_file("timm", "data", "_info", "imagenet_synsets.txt").read_text(encoding="utf-8").splitlines()
+    return {w: k for k, w in enumerate(synsets)}
 
 
 @lru_cache(maxsize=1)
 def _in1k_names() -> frozenset[str]:
-    from open_clip import IMAGENET_CLASSNAMES
+    """open_clip's IMAGENET_CLASSNAMES, from its metadata module alone (it imports nothing)."""
+    import importlib.util
 
-    return frozenset(n.lower() for n in IMAGENET_CLASSNAMES)
+    path = _package_file("open_clip", "zero_shot_metadata.py")
+    spec = importlib.util.spec_from_file_location("_open_clip_zero_shot_metadata", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return frozenset(n.lower() for n in module.IMAGENET_CLASSNAMES)
 
 
 def readable_name(folder: str) -> str:

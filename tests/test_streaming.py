@@ -158,9 +158,9 @@ def test_fit_run_dispatches_on_the_memory_budget(store, tmp_path, monkeypatch):
     monkeypatch.delenv("PROBES_MEMORY_GB", raising=False)
     big = fit_run(FitRequest(features=("synth",), device="cpu"), cache=cache, runs=runs)
     assert "in memory" in big.mode and "streaming" not in big.mode
-    # 5000 rows x (8 x 32 + 16 x 20) B = 2.9 MB for an in-memory logistic fit: a 0.1 MB budget streams
+    # 5000 rows x (10 x 32 + 16 x 20) B = 3.2 MB for an in-memory logistic fit: a 0.1 MB budget streams
     small = fit_run(FitRequest(features=("synth",), device="cpu", memory_budget_gb=1e-4), cache=cache, runs=runs)
-    assert "streaming (train 5000 rows x 32: an in-memory logistic fit needs ~0.00288 GB > budget 0.0001 GB" in small.mode
+    assert "streaming (train 5000 rows x 32: an in-memory logistic fit needs ~0.0032 GB > budget 0.0001 GB" in small.mode
     assert abs(small.run.metrics["val_top1"] - big.run.metrics["val_top1"]) <= 0.005
     assert small.run.has("test") and small.run.has("val")
     monkeypatch.setenv("PROBES_MEMORY_GB", "0.0001")  # the environment sets the default budget

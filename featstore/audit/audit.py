@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featstore.audit.cache import load_pairs, pairs_key, save_pairs
 from featstore.audit.clusters import Cluster, build_clusters, hash_pairs, rows_to_drop
 from featstore.audit.labels import LabelIssues, find_label_issues, oof_probabilities
 from featstore.audit.neighbours import close_pairs
@@ -34,6 +35,7 @@ class AuditResult:
     label_note: str = ""  # why labels were not checked, or where the probabilities came from
     seconds: float = 0.0
     classes: list[str] = field(default_factory=list)
+    cached: bool = False  # the pairs were read from the set's audit cache, not computed
 
     @property
     def leaks(self) -> list[Cluster]:
@@ -56,7 +58,7 @@ class AuditResult:
             line += f"; largest cluster {big} images: raise --threshold for these features"
         if self.labels is not None:
             line += f", {len(self.labels.rows)} likely label errors"
-        return line + f"  [{self.seconds:.1f} s]"
+        return line + f"  [{self.seconds:.1f} s{', cached' if self.cached else ''}]"
 
 
 def _leak_counts(leaks: list[Cluster]) -> dict[tuple[str, ...], int]:
@@ -80,11 +82,23 @@ _MEMO: dict[tuple, AuditResult] = {}
 
 def audit_feature_set(fs: FeatureSet, *, threshold: float = DEFAULT_THRESHOLD, budget_bytes: float = 4e9,
                       splits: list[str] | None = None) -> AuditResult:
-    """Duplicates of a stored set, streamed from its shards. Remembered per process for the same manifest,
-    so the summary before a fit and the fit's fold grouping cost one pass."""
+    """Duplicates of a stored set, streamed from its shards. The pairs are kept beside the set (``cache``:
+    keyed by the rows, the manifest, the threshold and the audit's version), so every later fit on an
+    unchanged set reads them instead of recomputing (3.5-4.7 s at 22,500 x 1408); and remembered per
+    process, so the summary after a fit and the fit's fold grouping read them once."""
     memo = (str(fs.folder), fs.manifest.get("updated"), threshold, tuple(splits or fs.splits))
     if memo not in _MEMO:
-        res = audit_rows(store_rows(fs, splits), threshold=threshold, budget_bytes=budget_bytes)
+        t0 = time.perf_counter()
+        rows = store_rows(fs, splits)
+        key = pairs_key(fs, rows, threshold=threshold)
+        pairs = load_pairs(fs, key)
+        if pairs is None:
+            res = audit_rows(rows, threshold=threshold, budget_bytes=budget_bytes)
+            save_pairs(fs, key, res.pairs)
+        else:
+            res = AuditResult(rows=rows, threshold=threshold, pairs=pairs, cached=True,
+                              clusters=build_clusters(len(rows), rows.splits, rows.sha1, *pairs),
+                              seconds=time.perf_counter() - t0)
         res.classes = fs.classes
         _MEMO.clear()
         _MEMO[memo] = res

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from featstore.errors import StoreError
+from featstore.hardware import fast_bf16
 
 # bf16 rounds each input to 2^-9 relative and the product output to 2^-8: a screened cosine is within
 # ~0.006 of the float32 one, so screening at threshold - 0.01 never misses a pair the exact check keeps.
@@ -38,14 +39,15 @@ def stream_mean(blocks: Iterable[np.ndarray], dim: int) -> np.ndarray:
 
 
 def close_pairs(blocks: Callable[[], Iterable[np.ndarray]], *, n: int, dim: int, threshold: float,
-                budget_bytes: float = 4e9, max_pairs: int = MAX_PAIRS,
-                center: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                budget_bytes: float = 4e9, max_pairs: int = MAX_PAIRS, center: bool = True,
+                screen: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair i < j (positions in the stream ``blocks()`` yields) with cosine >= ``threshold``: (i, j, cos).
 
     ``blocks()`` must yield consecutive row blocks of the same n rows each time it is called: rows stay on
-    disk, a piece of them (float32 + bf16, 6 bytes a value, up to ``budget_bytes``) is held, and every later
-    block is streamed past it. Candidates are screened in bf16 (fast matrix units), then kept or dropped
-    on their float32 cosine, so the result is exact, not approximate.
+    disk, a piece of them (float32 + the screen's copy, 6-8 bytes a value, up to ``budget_bytes``) is held,
+    and every later block is streamed past it. Candidates are screened in ``screen`` precision (auto: bf16 where the CPU's
+    matrix units make it fast, else fp32: emulated bf16 is ~60x slower than fp32), then kept or dropped
+    on their float32 cosine, so the result is exact, not approximate, either way.
 
     ``center``: cosines of the rows minus their mean. Features share a large common component
     (white sketch backgrounds in pixels, the "cone" of CLIP embeddings), so uncentred cosines of
@@ -54,13 +56,16 @@ def close_pairs(blocks: Callable[[], Iterable[np.ndarray]], *, n: int, dim: int,
     """
     if not -1.0 <= threshold <= 1.0:
         raise StoreError(f"the similarity threshold is a cosine in [-1, 1], got {threshold}")
-    piece_rows = max(1024, int(budget_bytes // (6 * max(dim, 1))))
+    if screen not in ("auto", "bf16", "fp32"):
+        raise StoreError(f"screen precision {screen!r}: expected auto, bf16 or fp32")
+    low = torch.bfloat16 if screen == "bf16" or (screen == "auto" and fast_bf16(torch.device("cpu"))) else torch.float32
+    piece_rows = max(1024, int(budget_bytes // ((4 + low.itemsize) * max(dim, 1))))
     mean = stream_mean(blocks(), dim) if center else None
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     total = 0
     for start in range(0, n, piece_rows):
         piece = _gather(blocks(), start, min(n, start + piece_rows), mean)
-        piece16 = torch.from_numpy(piece).to(torch.bfloat16)
+        piece16 = torch.from_numpy(piece).to(low)
         pos = 0
         for block in blocks():
             block = normalise(block, mean)
@@ -92,8 +97,8 @@ def _gather(blocks: Iterable[np.ndarray], lo: int, hi: int, mean: np.ndarray | N
 
 
 def _pairs(block: np.ndarray, lo: int, piece: np.ndarray, piece16: torch.Tensor, start: int, threshold: float):
-    """Pairs (piece row p, block row q) with p < q: screened in bf16, confirmed in float32."""
-    q16 = torch.from_numpy(block).to(torch.bfloat16)
+    """Pairs (piece row p, block row q) with p < q: screened in ``piece16``'s dtype, confirmed in float32."""
+    q16 = torch.from_numpy(block).to(piece16.dtype)
     qpos = np.arange(lo, lo + len(block))
     for c0 in range(0, min(len(piece), lo + len(block) - start), QUERY_COLS):  # only columns p < some q
         p16 = piece16[c0:min(c0 + QUERY_COLS, lo + len(block) - start)]

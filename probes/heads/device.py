@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+
+from featstore.hardware import fast_bf16  # noqa: F401  (re-exported: the heads' and the bench's name)
 
 # bf16 matmuls only pay off once one matmul is this many multiply-adds.
 BF16_MIN_WORK = 2 ** 26
+# Below this many multiply-adds per matmul a CPU solve runs on one thread (see ``cpu_threads_for``).
+ONE_THREAD_MAX_WORK = 2 ** 26
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -13,21 +20,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def fast_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bf16 fast (a GPU with bf16 tensor cores, or a CPU with AVX512-BF16 / AMX).
-
-    torch calls bf16 "supported" on pre-Ampere GPUs (compute capability < 8.0) too, where it is emulated
-    and slower than fp32: those count as not fast.
-    """
-    if device.type == "cuda":
-        major, _ = torch.cuda.get_device_capability(device)
-        return major >= 8 and torch.cuda.is_bf16_supported(including_emulation=False)
-    # torch only exposes these CPU feature checks privately; missing means "assume not".
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
 def resolve_dtype(precision: str, device: torch.device, work: int) -> torch.dtype:
@@ -44,3 +36,20 @@ def device_free_bytes(device: torch.device) -> int | None:
         return None
     free, _total = torch.cuda.mem_get_info(device)
     return int(free)
+
+
+@contextmanager
+def cpu_threads_for(work: int, device: torch.device) -> Iterator[None]:
+    """One torch thread inside when a CPU problem is small (one matmul under ``ONE_THREAD_MAX_WORK``
+    multiply-adds); torch's setting is restored on exit. A small solve is thousands of tiny ops, each of
+    which waits for every thread: on 2 cores shared with other jobs (load 9) the digits demo's search
+    took 66-122 s with 2 threads and 3.1-3.3 s with one (0.5 CPU s against 16-29)."""
+    if device.type != "cpu" or work >= ONE_THREAD_MAX_WORK or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

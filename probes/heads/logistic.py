@@ -12,7 +12,7 @@ from torch import Tensor
 from probes.denormals import flush_denormals
 from probes.heads.base import ProbeHead
 from probes.default_grids import DEFAULT_GRIDS
-from probes.heads.device import resolve_device, resolve_dtype
+from probes.heads.device import cpu_threads_for, resolve_device, resolve_dtype
 from probes.heads.inputs import as_source, check_classes, encode_val
 from probes.heads.params import Param
 from probes.heads.registry import register_head
@@ -125,7 +125,8 @@ class LogisticHead(ProbeHead):
         val = encode_val(X_val, y_val, classes=classes, n_features=source.n_features, owner=owner)
         if grid is not None and val is None:
             raise ValueError("a grid needs X_val and y_val to compare its points")
-        with flush_denormals(), torch.no_grad():  # tiny softmax probabilities underflow into denormals
+        work = source.n * (source.n_features + 1) * len(classes)
+        with flush_denormals(), torch.no_grad(), cpu_threads_for(work, resolve_device(self.device)):
             if val is None and (self.C is None or self.shrink is None):
                 train, Xh, yh = source.holdout(self.holdout, self.seed)
                 held = encode_val(Xh, yh, classes=classes, n_features=source.n_features, owner=owner)

@@ -34,6 +34,18 @@ class Scratch:
             buf = self.buffers[name] = torch.empty(shape, dtype=dtype, device=like.device)
         return buf
 
+    def transposed(self, z: Tensor) -> Tensor:
+        """``z.T`` for the gradient's ``z^T (P - Y)``: a contiguous copy, made once per design, when ``z`` is
+        low precision. A bf16 matmul with a transposed operand runs at half speed on the CPU (20,000 x 1409
+        by 500, one thread: 96 ms against 54 ms contiguous; the forward ``z @ theta`` is 43 ms), fp32 does not
+        care (it keeps the view). Costs one more bf16 copy of the train design (2 bytes a value)."""
+        if z.dtype == torch.float32:
+            return z.T
+        t = self.buffers.get("transposed")
+        if t is None or t.shape != (z.shape[1], z.shape[0]) or t.dtype != z.dtype or t.device != z.device:
+            t = self.buffers["transposed"] = z.T.contiguous()
+        return t
+
 
 def dot(a: Tensor, b: Tensor) -> float:
     return torch.dot(a.reshape(-1), b.reshape(-1)).item()
@@ -116,7 +128,7 @@ class SoftmaxProblem(PenalisedProblem):
         self.matmuls += 1
         if self.z.dtype != torch.float32:
             probs = self._buffer("low", self.z.dtype).copy_(probs)
-        g = (self.z.T @ probs).float().div_(len(self.y))
+        g = (self.scratch.transposed(self.z) @ probs).float().div_(len(self.y))
         return g.add_(self.weights * self.theta, alpha=self.lam)
 
     def step(self, p: Tensor) -> tuple[Tensor, Tensor] | None:

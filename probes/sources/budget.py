@@ -15,12 +15,13 @@ DEVICE_HEADROOM = 0.9
 
 def in_memory_bytes(head: str, *, rows: int, dim: int, classes: int) -> int:
     """What an in-memory fit holds at its peak, beyond the interpreter. Logistic: the float32 train, its
-    bf16 whitened copy and a few [rows, classes] float32 logits/probabilities (bench/probe_scale.py
-    measured 6.4-7.7 KB per row at dim 768, 100 classes; this gives 7.7). MLP: the float32 train as
+    bf16 whitened copy (twice: row- and column-major, ``Scratch.transposed``) and a few [rows, classes]
+    float32 logits/probabilities (bench/probe_scale.py measured 6.4-7.7 KB per row at dim 768, 100
+    classes, before the column-major copy added 1.5; this gives 9.3). MLP: the float32 train as
     loaded, its standardised copy and the loader's temporaries (measured 8.9 KB per row at dim 768
     between 200k and 1M rows; this gives 9.2)."""
     if head == "logistic":
-        return rows * (8 * dim + 16 * classes)
+        return rows * (10 * dim + 16 * classes)
     return rows * 12 * dim
 
 
