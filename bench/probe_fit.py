@@ -371,7 +371,7 @@ LABELS = {"sklearn": "scikit-learn `LogisticRegression()` default",
           "logistic": "`LogisticHead()` (C and shrink chosen on val)",
           "logistic_sweep16": "logistic sweep, 16 configs (4 C x 4 shrink) + the default search",
           "mlp": "`MLPHead()` default (early stopping on val)",
-          "cli_logistic_first": "whole `probes fit --head logistic`, first fit on the set (computes the audit)",
+          "cli_logistic_first": "whole `probes fit --head logistic` on a set without a cached audit (imported from Python; `featstore import` and `extract` compute it)",
           "cli_logistic": "whole `probes fit --head logistic` command (audit read from the set's cache)",
           "cli_logistic_fp32": "the same with the solver in fp32 (`-p precision=fp32`: a CPU without fast bf16)",
           "cli_mlp": "whole `probes fit --head mlp` command"}

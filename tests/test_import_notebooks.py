@@ -39,6 +39,7 @@ def test_import_tuples_and_aliases_says_which_and_info_works(tmp_path: Path, kin
     assert f"train: {used}" in res.output and "20 x 6" in res.output
     fs = open_feature_set("nb", cache=cache)
     assert fs.count("train") == 20
+    assert "audit:" in res.output and list((fs.folder / "audit-cache").glob("*.npz"))  # as after extract: a fit reuses it
     res = runner.invoke(featstore_app, ["info", "nb", "--cache", str(cache)])  # KeyError 'precision' before
     assert res.exit_code == 0, res.output
     assert "precision as imported" in res.output and "imported" in res.output

@@ -374,6 +374,7 @@ def import_cmd(
     folder = import_arrays(name, {"train": train, "val": val, "test": test}, cache=cache, classes=names,
                            note=lambda line: err.print(line, highlight=False))
     out.print(f"imported {name} -> {folder}", highlight=False)
+    render_audit_line(Path(folder))  # as after extract: the set's audit is computed once and cached with it
 
 
 @featstore_app.command()
