@@ -23,16 +23,19 @@ def plan(writer: FeatureSetWriter | WriterGroup, split: str, items: list[ImageIt
     todo: list[ImageItem] = []
     stats: dict[str, tuple[int, int]] = {}  # (size, mtime_ns): a tuple is ~170 B per image, a stat_result ~700 B
     failures: dict[str, str] = {}
+    readable = [item for item in items if not item.problem]
+    sizes, mtimes = _stat_items(readable)
     for item in items:
         if item.problem:
             failures[item.id] = item.problem
-            continue
-        try:
-            st = os.stat(item.file)
-        except OSError as e:
-            failures[item.id] = f"cannot read file: {e.strerror or e}"
-            continue
-        stats[item.id] = stat = (st.st_size, st.st_mtime_ns)
+    for k, item in enumerate(readable):
+        if sizes[k] < 0:
+            try:
+                os.stat(item.file)  # the error again, for its message
+            except OSError as e:
+                failures[item.id] = f"cannot read file: {e.strerror or e}"
+                continue
+        stats[item.id] = stat = (int(sizes[k]), int(mtimes[k]))
         sha = next((h for h, size, mtime in known.get(item.id, ())
                     if (size, mtime) == stat and writer.is_stored(split, item.id, h)), None)
         if sha is not None:
@@ -40,6 +43,29 @@ def plan(writer: FeatureSetWriter | WriterGroup, split: str, items: list[ImageIt
         else:
             todo.append(item)
     return done, todo, stats, failures
+
+
+def _stat_items(items: list[ImageItem]) -> tuple[np.ndarray, np.ndarray]:
+    """(size, mtime_ns) of every item's file, -1 where it cannot be stat'ed: by the scan's threads on a
+    network filesystem (a round trip per file: at a merge of 1.28M images 11-22 min serial at 0.5-1 ms),
+    one thread on a local disk (``featstore.dirscan.scan_threads``)."""
+    from featstore.dirscan import scan_threads, stat_files
+
+    paths = [str(item.file) for item in items]
+    if not paths:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    try:
+        return stat_files(paths, threads=scan_threads(root=Path(paths[0]).parent))
+    except OSError:  # a file vanished since the scan (rare): one by one, marking the missing ones
+        size = np.full(len(paths), -1, np.int64)
+        mtime = np.full(len(paths), -1, np.int64)
+        for k, path in enumerate(paths):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            size[k], mtime[k] = st.st_size, st.st_mtime_ns
+        return size, mtime
 
 
 def build_index(items: list[ImageItem], done: dict[str, str], stats: dict[str, tuple[int, int]]) -> SplitIndex:
