@@ -15,6 +15,8 @@ from featstore.hardware import fast_bf16
 SCREEN_MARGIN = 0.01
 QUERY_COLS = 8192  # columns of the resident piece per product: a [block, 8192] bf16 tile stays ~64 MB
 MAX_PAIRS = 20_000_000
+CANDIDATE_ROWS = 256  # rows of a tile whose candidates are listed together: at most 256 x 8192 indices
+EXACT_CHUNK = 65_536  # candidates confirmed in float32 per gather (~0.7 GB at 1408-d for both sides)
 
 
 def normalise(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
@@ -106,13 +108,17 @@ def _pairs(block: np.ndarray, lo: int, piece: np.ndarray, piece16: torch.Tensor,
         # nonzero over the whole tile costs ~10x the product; a row maximum first leaves it only the rows
         # that hold a candidate (few, but for the tiles on the diagonal, where each row meets itself)
         rows = torch.nonzero(sims.amax(1) >= threshold - SCREEN_MARGIN).squeeze(1)
-        if not len(rows):
-            continue
-        r, pj = (t.numpy() for t in torch.nonzero(sims[rows] >= threshold - SCREEN_MARGIN, as_tuple=True))
-        qi = rows.numpy()[r]
-        pglob = start + c0 + pj
-        keep = pglob < qpos[qi]
-        qi, pj, pglob = qi[keep], pj[keep], pglob[keep]
-        exact = np.einsum("ij,ij->i", block[qi], piece[c0 + pj])
-        ok = exact >= threshold
-        yield pglob[ok].astype(np.int64), qpos[qi[ok]].astype(np.int64), exact[ok].astype(np.float32)
+        # a few candidate rows at a time: on a set of near-copies every cell of the tile is a candidate, and
+        # gathering all of them for the exact check at once took 24 GB (200k constant images, 1024-d)
+        for g in range(0, len(rows), CANDIDATE_ROWS):
+            group = rows[g:g + CANDIDATE_ROWS]
+            r, pj = (t.numpy() for t in torch.nonzero(sims[group] >= threshold - SCREEN_MARGIN, as_tuple=True))
+            qi = group.numpy()[r]
+            pglob = start + c0 + pj
+            keep = pglob < qpos[qi]
+            qi, pj, pglob = qi[keep], pj[keep], pglob[keep]
+            for e0 in range(0, len(qi), EXACT_CHUNK):  # the exact check's gathers stay ~EXACT_CHUNK x dim floats
+                qe, pe, ge = qi[e0:e0 + EXACT_CHUNK], pj[e0:e0 + EXACT_CHUNK], pglob[e0:e0 + EXACT_CHUNK]
+                exact = np.einsum("ij,ij->i", block[qe], piece[c0 + pe])
+                ok = exact >= threshold
+                yield ge[ok].astype(np.int64), qpos[qe[ok]].astype(np.int64), exact[ok].astype(np.float32)

@@ -26,7 +26,13 @@ def render_audit_line(ref: str | Path | tuple[str, ...], *, cache: Optional[Path
     if n > AUTO_MAX_ROWS:
         err.print(f"audit: skipped ({n:,} images); run featstore audit {fs.key}", highlight=False)
         return
-    res = audit_feature_set(fs)
+    from featstore.errors import StoreError
+
+    try:
+        res = audit_feature_set(fs)
+    except StoreError as e:  # a summary line never fails the command it follows (extract, import, fit)
+        err.print(f"[yellow]audit: not summarised[/]: {e}", highlight=False, soft_wrap=True)
+        return
     style = "yellow" if res.leaks else "dim"
     err.print(f"[{style}]{res.summary()}[/]" + ("  (featstore audit lists them)" if res.clusters else ""),
               highlight=False, soft_wrap=True)
