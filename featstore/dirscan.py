@@ -96,9 +96,10 @@ class DirReader(Generic[Tag]):
             self._pool.shutdown(wait=True)
 
 
-def stat_files(paths: Sequence[str], *, threads: int, chunk: int = 2048) -> tuple[Any, Any]:
+def stat_files(paths: Sequence[str], *, threads: int, chunk: int = 2048, missing_ok: bool = False) -> tuple[Any, Any]:
     """(size, mtime_ns) int64 arrays of `paths`, stat'ed by `threads` threads in chunks: one stat per image
-    is the rest of a no-op rerun's scan, and a round trip each on a network filesystem. OSError as os.stat."""
+    is the rest of a no-op rerun's scan, and a round trip each on a network filesystem. OSError as os.stat,
+    or with `missing_ok` -1 in both arrays for a file that cannot be stat'ed (the caller reports it per file)."""
     import numpy as np
 
     size = np.empty(len(paths), np.int64)
@@ -106,7 +107,13 @@ def stat_files(paths: Sequence[str], *, threads: int, chunk: int = 2048) -> tupl
 
     def fill(start: int) -> None:
         for k in range(start, min(start + chunk, len(paths))):
-            st = os.stat(paths[k])
+            try:
+                st = os.stat(paths[k])
+            except OSError:
+                if not missing_ok:
+                    raise
+                size[k] = mtime[k] = -1
+                continue
             size[k], mtime[k] = st.st_size, st.st_mtime_ns
 
     starts = range(0, len(paths), chunk)

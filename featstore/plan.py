@@ -54,18 +54,7 @@ def _stat_items(items: list[ImageItem]) -> tuple[np.ndarray, np.ndarray]:
     paths = [str(item.file) for item in items]
     if not paths:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    try:
-        return stat_files(paths, threads=scan_threads(root=Path(paths[0]).parent))
-    except OSError:  # a file vanished since the scan (rare): one by one, marking the missing ones
-        size = np.full(len(paths), -1, np.int64)
-        mtime = np.full(len(paths), -1, np.int64)
-        for k, path in enumerate(paths):
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            size[k], mtime[k] = st.st_size, st.st_mtime_ns
-        return size, mtime
+    return stat_files(paths, threads=scan_threads(root=Path(paths[0]).parent), missing_ok=True)
 
 
 def build_index(items: list[ImageItem], done: dict[str, str], stats: dict[str, tuple[int, int]]) -> SplitIndex:

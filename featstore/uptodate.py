@@ -9,6 +9,7 @@ labels, sizes and mtimes with each set's index. Anything it is unsure of sends i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,13 +43,11 @@ def request_stamp(*, model: str, data: str | Path, cache: str | Path | None, wei
 
 def record(stamp: Path, folders: list[Path]) -> None:
     """Best effort: a stamp that cannot be written only means the next rerun takes the full path."""
-    try:
+    with contextlib.suppress(OSError):
         stamp.parent.mkdir(parents=True, exist_ok=True)
         tmp = stamp.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps({"folders": [str(f) for f in folders]}))
         os.replace(tmp, stamp)
-    except OSError:
-        pass
 
 
 def up_to_date(stamp: Path, *, data: str | Path, splits: list[str] | None) -> tuple[list[Path], int] | None:
